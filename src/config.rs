@@ -1,0 +1,164 @@
+//! Configuration: plain data with presets.
+//!
+//! Start from [`Config::lan`], [`Config::wan`] or [`Config::local`], change
+//! the fields you need, and let [`Config::validate`] (called by the node at
+//! start) refuse nonsense with an error naming the field.
+
+use std::time::Duration;
+
+/// Node configuration. Every field documents its unit, range and default
+/// (the [`Config::lan`] value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Name of this node, unique in the cluster; 1..=255 bytes of UTF-8.
+    /// Empty (the default) means "use the gossip address", e.g.
+    /// `"127.0.0.1:7946"`.
+    pub name: String,
+    /// Cluster name. Packets from another cluster are dropped; with
+    /// encryption it is also authenticated. Default `"scuttlewire"`.
+    pub cluster: String,
+    /// Incarnation of this process; must grow across restarts. `None`
+    /// (default) uses the start time in Unix milliseconds.
+    pub generation: Option<u64>,
+    /// Seed of the engine's random number generator. `None` (default) draws
+    /// one from the operating system at start; set it for reproducible runs.
+    pub rng_seed: Option<u64>,
+    /// Time between anti-entropy gossip rounds. Range 1 ms..=60 s.
+    /// Default 200 ms (LAN), 500 ms (WAN), 50 ms (local).
+    pub gossip_interval: Duration,
+    /// Peers contacted per gossip round. Range 1..=16, default 1.
+    pub gossip_fanout: usize,
+    /// How long a deletion's tombstone is kept before it is collected.
+    /// A peer out of touch for longer than this resynchronises that node's
+    /// state from scratch. Range 1 s..=7 days; default 5 minutes.
+    pub tombstone_grace: Duration,
+    /// Longest key accepted by `set`, in bytes. Range 1..=1024, default 256.
+    pub max_key_len: usize,
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config field `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::lan()
+    }
+}
+
+impl Config {
+    /// For nodes on one local network: fast gossip.
+    pub fn lan() -> Config {
+        Config {
+            name: String::new(),
+            cluster: "scuttlewire".to_owned(),
+            generation: None,
+            rng_seed: None,
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 1,
+            tombstone_grace: Duration::from_secs(300),
+            max_key_len: 256,
+        }
+    }
+
+    /// For nodes across a wide-area network: slower, more tolerant.
+    pub fn wan() -> Config {
+        Config {
+            gossip_interval: Duration::from_millis(500),
+            tombstone_grace: Duration::from_secs(900),
+            ..Config::lan()
+        }
+    }
+
+    /// For nodes on one machine (tests, demos): very fast gossip.
+    pub fn local() -> Config {
+        Config {
+            gossip_interval: Duration::from_millis(50),
+            tombstone_grace: Duration::from_secs(30),
+            ..Config::lan()
+        }
+    }
+
+    /// Sets the node name (builder style).
+    pub fn with_name(mut self, name: impl Into<String>) -> Config {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the cluster name (builder style).
+    pub fn with_cluster(mut self, cluster: impl Into<String>) -> Config {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError {
+                field,
+                reason: reason.into(),
+            })
+        }
+        if self.name.len() > 255 {
+            return bad("name", "longer than 255 bytes");
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 255 {
+            return bad("cluster", "must be 1..=255 bytes");
+        }
+        if self.generation == Some(0) {
+            return bad("generation", "must be at least 1");
+        }
+        let ms = Duration::from_millis;
+        if !(ms(1)..=Duration::from_secs(60)).contains(&self.gossip_interval) {
+            return bad("gossip_interval", "must be within 1 ms..=60 s");
+        }
+        if !(1..=16).contains(&self.gossip_fanout) {
+            return bad("gossip_fanout", "must be within 1..=16");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 86_400))
+            .contains(&self.tombstone_grace)
+        {
+            return bad("tombstone_grace", "must be within 1 s..=7 days");
+        }
+        if !(1..=1024).contains(&self.max_key_len) {
+            return bad("max_key_len", "must be within 1..=1024");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for c in [Config::lan(), Config::wan(), Config::local()] {
+            assert_eq!(c.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { gossip_interval: Duration::ZERO, ..Config::lan() }, "gossip_interval"),
+            (Config { gossip_fanout: 0, ..Config::lan() }, "gossip_fanout"),
+            (Config { cluster: String::new(), ..Config::lan() }, "cluster"),
+            (Config { name: "x".repeat(300), ..Config::lan() }, "name"),
+            (Config { generation: Some(0), ..Config::lan() }, "generation"),
+            (Config { max_key_len: 0, ..Config::lan() }, "max_key_len"),
+            (Config { tombstone_grace: Duration::ZERO, ..Config::lan() }, "tombstone_grace"),
+        ];
+        for (c, field) in cases {
+            let err = c.validate().unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.to_string().contains(field));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Digests: which version of each node a member holds.
+//!
+//! A full digest of N nodes costs about 10 bytes per node, so past ~120
+//! nodes it no longer fits a 1,400-byte packet. Digests are therefore
+//! *paged*: a page lists, in order, (1) the entries the sender needs to ask
+//! for, (2) the sender itself, (3) the nodes that changed most recently
+//! (fresh updates travel in every exchange), and (4) a window of the rest
+//! that rotates round by round, so every node is compared eventually. A page
+//! that lists everything is marked `complete`, which lets the receiver treat
+//! absent nodes as unknown to the sender. Every digest also carries the
+//! fingerprint of all versions: peers in sync detect it in 8 bytes.
+
+use std::collections::HashSet;
+
+use prost::Message as _;
+
+use super::membership::Members;
+use crate::wire::proto;
+
+/// Encoded bytes of the digest's fixed part (fingerprint, count, flag and
+/// the three packed-array headers), rounded up.
+const FIXED: usize = 9 + 6 + 2 + 3 * 4;
+
+/// One digest line: node key, max version, last collected version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub key: u64,
+    pub version: u64,
+    pub gc: u64,
+}
+
+fn varint(v: u64) -> usize {
+    prost::encoding::encoded_len_varint(v)
+}
+
+fn cost(l: &Line) -> usize {
+    8 + varint(l.version) + varint(l.gc)
+}
+
+struct Page {
+    lines: Vec<Line>,
+    seen: HashSet<u64>,
+    used: usize,
+}
+
+impl Page {
+    /// Adds a line if it keeps the page within `limit`; a line already
+    /// present counts as added.
+    fn add(&mut self, l: Line, limit: usize) -> bool {
+        if self.seen.contains(&l.key) {
+            return true;
+        }
+        let c = cost(&l);
+        if self.used + c > limit {
+            return false;
+        }
+        self.used += c;
+        self.seen.insert(l.key);
+        self.lines.push(l);
+        true
+    }
+}
+
+/// Builds a digest page of at most `room` encoded bytes.
+///
+/// `requests` come first (lines where the sender is behind its peer);
+/// `page` says whether to add the sender's own page after them, and
+/// `cursor` is the rotating window's position, advanced past what was sent.
+pub(crate) fn build(
+    members: &Members,
+    requests: &[Line],
+    page: bool,
+    room: usize,
+    cursor: &mut u64,
+) -> proto::Digest {
+    let mut b = Page {
+        lines: Vec::new(),
+        seen: HashSet::new(),
+        used: FIXED,
+    };
+    for r in requests {
+        if !b.add(*r, room) {
+            break;
+        }
+    }
+    let line_of = |key: u64| {
+        members.get(key).map(|k| Line {
+            key,
+            version: k.state.max_version(),
+            gc: k.state.last_gc_version(),
+        })
+    };
+    let mut complete = false;
+    if page {
+        if let Some(l) = line_of(members.me()) {
+            b.add(l, room);
+        }
+        // Recent changes take up to half of what is left.
+        let half = b.used + room.saturating_sub(b.used) / 2;
+        for key in members.recent() {
+            match line_of(key) {
+                Some(l) if b.add(l, half) => {}
+                _ => break,
+            }
+        }
+        let mut last = None;
+        complete = true;
+        for key in members.window(*cursor) {
+            match line_of(key) {
+                Some(l) if b.add(l, room) => last = Some(key),
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if let Some(last) = last {
+            *cursor = last.wrapping_add(1);
+        }
+    }
+    let lines = b.lines;
+    let mut d = proto::Digest {
+        fingerprint: members.fingerprint(),
+        node_count: u32::try_from(members.len()).unwrap_or(u32::MAX),
+        complete,
+        nodes: lines.iter().map(|l| l.key).collect(),
+        max_versions: lines.iter().map(|l| l.version).collect(),
+        last_gc_versions: if lines.iter().any(|l| l.gc > 0) {
+            lines.iter().map(|l| l.gc).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    // The estimate above is conservative; this loop only guards it.
+    while d.encoded_len() > room && !d.nodes.is_empty() {
+        d.nodes.pop();
+        d.max_versions.pop();
+        d.last_gc_versions.pop();
+        d.complete = false;
+    }
+    d
+}
+
+/// The lines of a received digest (the decoder checked the array lengths).
+pub(crate) fn lines(d: &proto::Digest) -> impl Iterator<Item = Line> + '_ {
+    d.nodes
+        .iter()
+        .zip(&d.max_versions)
+        .enumerate()
+        .map(|(i, (key, version))| Line {
+            key: *key,
+            version: *version,
+            gc: d.last_gc_versions.get(i).copied().unwrap_or(0),
+        })
+}

@@ -1,0 +1,290 @@
+//! Scuttlebutt reconciliation: Syn (digest) -> SynAck (digest + deltas) ->
+//! Ack (deltas), with a bounded follow-up when a SynAck shows the opener is
+//! behind on nodes its own digest page did not mention.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use prost::Message as _;
+
+use super::digest::{self, Line};
+use super::state::Change;
+use super::{Engine, Event, NodeId};
+use crate::wire::proto::{self, message::Kind};
+use crate::wire::{Packer, field_len};
+
+/// Bytes of nesting around a message body: the packet's field for the
+/// message plus the message's oneof field, each a tag and a length of up
+/// to three bytes.
+const NESTING: usize = 8;
+
+/// What one side has that the other lacks, after comparing a digest.
+struct Comparison {
+    /// Nodes the peer is behind on: (key, peer's version, peer's gc).
+    gives: Vec<Line>,
+    /// Nodes we are behind on, with our own versions.
+    requests: Vec<Line>,
+}
+
+impl Engine {
+    pub(super) fn handle_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        _sender: Option<u64>,
+        kind: Kind,
+    ) {
+        match kind {
+            Kind::Syn(syn) => self.on_syn(from, syn),
+            Kind::SynAck(sa) => self.on_syn_ack(now, from, sa),
+            Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas),
+            // Failure detection and broadcasts land with their own issue;
+            // until then these are counted (in `received`) and ignored.
+            Kind::Ping(_)
+            | Kind::PingReq(_)
+            | Kind::PingAck(_)
+            | Kind::PingNack(_)
+            | Kind::Member(_)
+            | Kind::Broadcast(_) => {}
+        }
+    }
+
+    /// One gossip round: a Syn with our digest page to `gossip_fanout`
+    /// random peers, or to a seed while we know no peer.
+    pub(super) fn gossip_round(&mut self, _now: Instant) {
+        self.metrics.gossip_rounds += 1;
+        let mut targets: Vec<SocketAddr> = Vec::new();
+        for _ in 0..self.config.gossip_fanout {
+            if let Some(p) = self.members.random_peer(&mut self.rng) {
+                if !targets.contains(&p.id.addr) {
+                    targets.push(p.id.addr);
+                }
+            }
+        }
+        if targets.is_empty() && !self.seeds.is_empty() {
+            let i = rand::Rng::random_range(&mut self.rng, 0..self.seeds.len());
+            targets.push(self.seeds[i]);
+        }
+        for to in targets {
+            self.send_syn(to, &[], false);
+        }
+    }
+
+    fn send_syn(&mut self, to: SocketAddr, requests: &[Line], follow_up: bool) {
+        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+            return;
+        };
+        let room = packer.room().saturating_sub(NESTING);
+        let digest = digest::build(&self.members, requests, !follow_up, room, &mut self.cursor);
+        let msg = proto::Message {
+            kind: Some(Kind::Syn(proto::Syn {
+                digest: Some(digest),
+                follow_up,
+            })),
+        };
+        self.push_and_send(&mut packer, msg);
+        self.flush(packer, to);
+    }
+
+    fn on_syn(&mut self, from: SocketAddr, syn: proto::Syn) {
+        let Some(d) = syn.digest else { return };
+        if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
+            self.metrics.in_sync += 1;
+            return;
+        }
+        let cmp = self.compare(&d);
+        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+            return;
+        };
+        let room = packer.room().saturating_sub(NESTING);
+        // Our digest: the requests, then (unless this ends the exchange) a
+        // page of our own, which gets at least a quarter of the packet.
+        let requests_room = room / 2;
+        let probe = digest::build(&self.members, &cmp.requests, false, requests_room, &mut 0);
+        let page_room = if syn.follow_up { 0 } else { room / 4 };
+        let digest_room = field_len(probe.encoded_len()) + page_room;
+        let deltas = self.build_deltas(cmp.gives, room.saturating_sub(digest_room + 2));
+        let used: usize = deltas.iter().map(|d| field_len(d.encoded_len())).sum();
+        let digest = digest::build(
+            &self.members,
+            &cmp.requests,
+            !syn.follow_up,
+            room.saturating_sub(used + 2 + 4),
+            &mut self.cursor,
+        );
+        let msg = proto::Message {
+            kind: Some(Kind::SynAck(proto::SynAck {
+                digest: Some(digest),
+                deltas,
+                follow_up: syn.follow_up,
+            })),
+        };
+        self.push_and_send(&mut packer, msg);
+        self.flush(packer, from);
+    }
+
+    fn on_syn_ack(&mut self, now: Instant, from: SocketAddr, sa: proto::SynAck) {
+        self.apply_deltas(now, &sa.deltas);
+        let Some(d) = sa.digest else { return };
+        let cmp = self.compare(&d);
+        if !cmp.gives.is_empty() {
+            let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+                return;
+            };
+            let room = packer.room().saturating_sub(NESTING);
+            let deltas = self.build_deltas(cmp.gives, room);
+            if !deltas.is_empty() {
+                let msg = proto::Message {
+                    kind: Some(Kind::Ack(proto::Ack { deltas })),
+                };
+                self.push_and_send(&mut packer, msg);
+                self.flush(packer, from);
+            }
+        }
+        if !sa.follow_up && !cmp.requests.is_empty() {
+            self.send_syn(from, &cmp.requests, true);
+        }
+    }
+
+    /// Compares a peer's digest with what we hold.
+    fn compare(&self, d: &proto::Digest) -> Comparison {
+        let mut gives = Vec::new();
+        let mut requests = Vec::new();
+        let mut listed = HashSet::new();
+        for line in digest::lines(d) {
+            listed.insert(line.key);
+            match self.members.get(line.key) {
+                Some(k) => {
+                    let mine = k.state.max_version();
+                    if mine > line.version {
+                        gives.push(line);
+                    } else if mine < line.version {
+                        requests.push(Line {
+                            key: line.key,
+                            version: mine,
+                            gc: k.state.last_gc_version(),
+                        });
+                    }
+                }
+                None if line.version > 0 => requests.push(Line {
+                    key: line.key,
+                    version: 0,
+                    gc: 0,
+                }),
+                None => {}
+            }
+        }
+        if d.complete {
+            // Nodes absent from a complete digest are unknown to the peer.
+            for key in self.members.keys() {
+                if !listed.contains(&key) {
+                    gives.push(Line {
+                        key,
+                        version: 0,
+                        gc: 0,
+                    });
+                }
+            }
+        }
+        Comparison { gives, requests }
+    }
+
+    /// Deltas for `gives`, most out-of-date node first (scuttle-depth),
+    /// within `room` encoded bytes.
+    fn build_deltas(&self, mut gives: Vec<Line>, room: usize) -> Vec<proto::NodeDelta> {
+        let lag = |l: &Line| {
+            self.members
+                .get(l.key)
+                .map_or(0, |k| k.state.max_version().saturating_sub(l.version))
+        };
+        gives.sort_by_key(|l| std::cmp::Reverse(lag(l)));
+        let mut out = Vec::new();
+        let mut left = room;
+        for g in gives {
+            if left < 16 {
+                break;
+            }
+            let Some(k) = self.members.get(g.key) else {
+                continue;
+            };
+            // A delta field costs its body plus a tag and up to 3 length bytes.
+            let body_room = left.saturating_sub(4);
+            if let Some(delta) = k.state.delta(k.id.to_proto(), g.version, g.gc, body_room) {
+                left = left.saturating_sub(field_len(delta.encoded_len()));
+                out.push(delta);
+            }
+        }
+        out
+    }
+
+    /// Applies deltas from a peer, raising events for what changed.
+    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: &[proto::NodeDelta]) {
+        let mut changes = Vec::new();
+        for d in deltas {
+            let Some(id) = d.node.as_ref().and_then(NodeId::from_proto) else {
+                continue;
+            };
+            if id.name == self.me.name {
+                self.metrics.deltas_about_self += 1;
+                continue;
+            }
+            let Some(key) = self.learn(&id, now) else {
+                continue;
+            };
+            changes.clear();
+            let r = self
+                .members
+                .with_state(key, |s| s.apply(d, now, &mut changes));
+            if let Some(Err(_gap)) = r {
+                self.metrics.delta_gaps += 1;
+            }
+            for c in changes.drain(..) {
+                self.events.push_back(match c {
+                    Change::Set {
+                        key,
+                        value,
+                        version,
+                    } => Event::KeySet {
+                        node: id.clone(),
+                        key,
+                        value,
+                        version,
+                    },
+                    Change::Deleted { key, version } => Event::KeyDeleted {
+                        node: id.clone(),
+                        key,
+                        version,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Adds `msg` to `packer`, shrinking a delta list if the estimate was
+    /// off (it is conservative, so this is a guard, not a path).
+    fn push_and_send(&mut self, packer: &mut Packer, mut msg: proto::Message) {
+        while !packer.fits(&msg) {
+            let shrunk = match msg.kind.as_mut() {
+                Some(Kind::SynAck(sa)) => sa.deltas.pop().is_some(),
+                Some(Kind::Ack(a)) => a.deltas.pop().is_some(),
+                _ => false,
+            };
+            if !shrunk {
+                tracing::warn!(budget = packer.budget(), "message does not fit an empty packet");
+                return;
+            }
+        }
+        if let Some(k) = &msg.kind {
+            self.metrics.sent.count(k);
+        }
+        // Cannot fail: `fits` said so.
+        let _ = packer.push(msg);
+    }
+
+    fn flush(&mut self, packer: Packer, to: SocketAddr) {
+        if let Some(bytes) = packer.finish() {
+            self.queue(to, bytes);
+        }
+    }
+}

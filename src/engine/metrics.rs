@@ -1,0 +1,120 @@
+//! Counters the engine keeps about what it sent, received and dropped.
+
+use crate::wire::DecodeError;
+use crate::wire::proto::message::Kind;
+
+/// Packets dropped, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Zero-length datagrams.
+    pub empty: u64,
+    /// Datagrams over the decoder's size cap.
+    pub oversize: u64,
+    /// Bytes that are not a valid packet.
+    pub malformed: u64,
+    /// Another protocol version.
+    pub version: u64,
+    /// Another cluster.
+    pub cluster: u64,
+    /// Valid protobuf breaking a limit or invariant (absurd lengths,
+    /// reversed ranges, missing sender).
+    pub invalid: u64,
+    /// Packets claiming to come from this node's own name.
+    pub from_self: u64,
+}
+
+impl Drops {
+    pub(crate) fn count(&mut self, e: &DecodeError) {
+        let c = match e {
+            DecodeError::Empty => &mut self.empty,
+            DecodeError::Oversize(_) => &mut self.oversize,
+            DecodeError::Malformed(_) => &mut self.malformed,
+            DecodeError::Version(_) => &mut self.version,
+            DecodeError::Cluster { .. } => &mut self.cluster,
+            DecodeError::Invalid(_) => &mut self.invalid,
+        };
+        *c += 1;
+    }
+
+    /// All drops added up.
+    pub fn total(&self) -> u64 {
+        self.empty
+            + self.oversize
+            + self.malformed
+            + self.version
+            + self.cluster
+            + self.invalid
+            + self.from_self
+    }
+}
+
+/// Messages by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindCounts {
+    /// Scuttlebutt digests opening an exchange.
+    pub syn: u64,
+    /// Digest + deltas answers.
+    pub syn_ack: u64,
+    /// Delta answers closing an exchange.
+    pub ack: u64,
+    /// Direct probes.
+    pub ping: u64,
+    /// Indirect probe requests.
+    pub ping_req: u64,
+    /// Probe acknowledgements.
+    pub ping_ack: u64,
+    /// Negative acknowledgements of indirect probes.
+    pub ping_nack: u64,
+    /// Membership rumors.
+    pub member: u64,
+    /// User broadcasts.
+    pub broadcast: u64,
+}
+
+impl KindCounts {
+    pub(crate) fn count(&mut self, k: &Kind) {
+        let c = match k {
+            Kind::Syn(_) => &mut self.syn,
+            Kind::SynAck(_) => &mut self.syn_ack,
+            Kind::Ack(_) => &mut self.ack,
+            Kind::Ping(_) => &mut self.ping,
+            Kind::PingReq(_) => &mut self.ping_req,
+            Kind::PingAck(_) => &mut self.ping_ack,
+            Kind::PingNack(_) => &mut self.ping_nack,
+            Kind::Member(_) => &mut self.member,
+            Kind::Broadcast(_) => &mut self.broadcast,
+        };
+        *c += 1;
+    }
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Datagrams handed to the engine.
+    pub packets_received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+    /// Datagrams the engine queued for sending.
+    pub packets_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
+    /// The largest datagram queued, in bytes (never above the budget).
+    pub largest_packet_sent: usize,
+    /// Datagrams dropped before reaching the protocol, by reason.
+    pub drops: Drops,
+    /// Messages received, by kind.
+    pub received: KindCounts,
+    /// Messages sent, by kind.
+    pub sent: KindCounts,
+    /// Gossip rounds started.
+    pub gossip_rounds: u64,
+    /// Syns answered with nothing because the fingerprints matched.
+    pub in_sync: u64,
+    /// Deltas refused because they would leave a version gap.
+    pub delta_gaps: u64,
+    /// Deltas or packets about an older generation of a node.
+    pub stale_generation: u64,
+    /// Deltas about this node's own state sent by someone else (ignored).
+    pub deltas_about_self: u64,
+}

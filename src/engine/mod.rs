@@ -1,0 +1,434 @@
+//! The sans-IO protocol engine: membership table, versioned key-value state
+//! and Scuttlebutt reconciliation. It performs no I/O and reads no clock:
+//! time comes with every call and randomness from a seeded RNG, so the same
+//! inputs give the same outputs (which is what makes the simulator exact).
+
+mod digest;
+mod event;
+mod gossip;
+mod membership;
+mod metrics;
+mod node_id;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message as _;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+pub use event::Event;
+pub use membership::{Member, MemberStatus};
+pub use metrics::{Drops, Metrics};
+pub use node_id::NodeId;
+
+use crate::config::{Config, ConfigError};
+use crate::wire::{self, DecodeError, Limits, PackerError, field_len, proto};
+use membership::Members;
+
+/// A datagram the engine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// The encoded packet; never longer than the engine's budget.
+    pub payload: Bytes,
+}
+
+/// Why an [`Engine`] could not be created. No engine exists afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A config field is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport's budget cannot hold even an empty packet.
+    #[error(transparent)]
+    Budget(#[from] PackerError),
+}
+
+/// Why a local write was refused. The state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// The key is longer than `Config::max_key_len`.
+    #[error("key of {len} bytes is longer than max_key_len ({max} bytes)")]
+    KeyTooLong {
+        /// Length of the refused key.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The key and value together could never fit one packet under the
+    /// transport's budget, so they could never be gossiped.
+    #[error("key and value take {len} bytes encoded; one packet holds at most {max}")]
+    EntryTooLarge {
+        /// Encoded size of the entry.
+        len: usize,
+        /// Largest entry that fits one packet.
+        max: usize,
+    },
+}
+
+/// The protocol state machine of one node.
+///
+/// # Use
+///
+/// The owner (the node driver, the simulator or a test) feeds it and drains
+/// it; it never blocks and never does I/O.
+///
+/// * Getters: [`local_id`](Engine::local_id), [`get`](Engine::get),
+///   [`entries`](Engine::entries), [`members`](Engine::members),
+///   [`metrics`](Engine::metrics), [`budget`](Engine::budget),
+///   [`needs_seeds`](Engine::needs_seeds).
+/// * Input: [`handle_packet`](Engine::handle_packet) for every datagram
+///   received, [`handle_timeout`](Engine::handle_timeout) when the instant
+///   from [`poll_timeout`](Engine::poll_timeout) has passed.
+/// * Local operations: [`set`](Engine::set), [`delete`](Engine::delete),
+///   [`add_seeds`](Engine::add_seeds).
+/// * Output, after every input or operation, in this order: drain
+///   [`poll_transmit`](Engine::poll_transmit) and send each datagram, drain
+///   [`poll_event`](Engine::poll_event), then re-arm the timer with
+///   [`poll_timeout`](Engine::poll_timeout).
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    me: NodeId,
+    cluster_id: u32,
+    budget: usize,
+    limits: Limits,
+    max_entry: usize,
+    rng: StdRng,
+    members: Members,
+    seeds: Vec<SocketAddr>,
+    cursor: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_gossip: Instant,
+    next_gc: Instant,
+    metrics: Metrics,
+}
+
+impl Engine {
+    /// Creates the engine of node `me`, packing packets under `budget`
+    /// bytes (the transport's `max_payload()`), with its RNG seeded by
+    /// `rng_seed`. The config is validated first.
+    pub fn new(
+        config: Config,
+        me: NodeId,
+        budget: usize,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Result<Engine, EngineError> {
+        config.validate()?;
+        if me.name.is_empty() {
+            return Err(ConfigError {
+                field: "name",
+                reason: "the engine needs a non-empty node name".into(),
+            }
+            .into());
+        }
+        let cluster_id = wire::cluster_id(&config.cluster);
+        let header = proto::Packet {
+            version: wire::PROTOCOL_VERSION,
+            cluster: cluster_id,
+            from: Some(me.to_proto()),
+            messages: vec![],
+        };
+        // Smallest useful packet: header, message wrappers, a delta header.
+        let delta_header = proto::NodeDelta {
+            node: Some(me.to_proto()),
+            from_version: u64::MAX,
+            to_version: u64::MAX,
+            last_gc_version: u64::MAX,
+            entries: vec![],
+        }
+        .encoded_len();
+        // Room for a relay whose name is longer than ours.
+        const NESTING: usize = 12;
+        const RELAY_SLACK: usize = 64;
+        let overhead = header.encoded_len() + NESTING + delta_header + RELAY_SLACK;
+        if overhead + 16 > budget {
+            return Err(PackerError::BudgetTooSmall {
+                budget,
+                header: overhead + 16,
+            }
+            .into());
+        }
+        let limits = Limits {
+            max_name_len: 255,
+            max_key_len: 1024,
+            max_value_len: wire::MAX_PACKET,
+            max_messages: 1024,
+        };
+        let interval = config.gossip_interval;
+        Ok(Engine {
+            members: Members::new(me.clone()),
+            max_entry: budget - overhead,
+            cluster_id,
+            budget,
+            limits,
+            rng: StdRng::seed_from_u64(rng_seed),
+            seeds: Vec::new(),
+            cursor: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_gossip: now + interval,
+            next_gc: now + config.tombstone_grace / 4,
+            metrics: Metrics::default(),
+            me,
+            config,
+        })
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// This node's identity.
+    pub fn local_id(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// The byte budget every packet is packed under.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The live value of `key` in the state of node `name`.
+    pub fn get(&self, name: &str, key: &str) -> Option<Bytes> {
+        let e = self.members.by_name(name)?.state.get(key)?;
+        (!e.is_tombstone()).then(|| e.value.clone())
+    }
+
+    /// Every live key of node `name` with its value and version, sorted by
+    /// key; `None` if the node is unknown.
+    pub fn entries(&self, name: &str) -> Option<BTreeMap<String, (Bytes, u64)>> {
+        let k = self.members.by_name(name)?;
+        Some(
+            k.state
+                .live()
+                .map(|(key, e)| (key.clone(), (e.value.clone(), e.version)))
+                .collect(),
+        )
+    }
+
+    /// Every known member (this node included) with its status.
+    pub fn members(&self) -> Vec<Member> {
+        let mut v: Vec<Member> = self
+            .members
+            .iter()
+            .map(|(_, k)| Member {
+                id: k.id.clone(),
+                status: k.status,
+                incarnation: k.incarnation,
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+        v
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether the engine knows no healthy peer: the driver should ask its
+    /// seed provider for addresses (seeds already given stay in use).
+    pub fn needs_seeds(&self) -> bool {
+        self.members.peer_count() == 0
+    }
+
+    /// The fingerprint of every version this node holds; equal on two
+    /// nodes exactly when they are in sync (up to hash collisions).
+    pub fn fingerprint(&self) -> u64 {
+        self.members.fingerprint()
+    }
+
+    // ----- input ---------------------------------------------------------
+
+    /// Handles one datagram received from `from`. Garbage is dropped and
+    /// counted in [`Metrics::drops`]; nothing here can panic on bad bytes.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.metrics.packets_received += 1;
+        self.metrics.bytes_received += bytes.len() as u64;
+        let packet = match wire::decode(bytes, self.cluster_id, &self.limits) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.drops.count(&e);
+                tracing::debug!(%from, error = %e, "dropped packet");
+                return;
+            }
+        };
+        let Some(sender) = packet.from.as_ref().and_then(NodeId::from_proto) else {
+            self.metrics.drops.count(&DecodeError::Invalid("bad sender"));
+            return;
+        };
+        if sender.name == self.me.name {
+            // Our own name: a loop, a spoof, or our previous incarnation.
+            self.metrics.drops.from_self += 1;
+            return;
+        }
+        let sender_key = self.learn(&sender, now);
+        for msg in packet.messages {
+            let Some(kind) = msg.kind else { continue };
+            self.metrics.received.count(&kind);
+            self.handle_message(now, from, sender_key, kind);
+        }
+    }
+
+    /// Runs the timers that are due: gossip rounds and tombstone collection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_gossip {
+            self.gossip_round(now);
+            // Keep the cadence, but never try to catch up on missed rounds.
+            self.next_gossip += self.config.gossip_interval;
+            if self.next_gossip <= now {
+                self.next_gossip = now + self.config.gossip_interval;
+            }
+        }
+        if now >= self.next_gc {
+            self.collect_tombstones(now);
+            self.next_gc = now + (self.config.tombstone_grace / 4);
+        }
+    }
+
+    // ----- local operations ---------------------------------------------
+
+    /// Sets `key` of this node to `value`; returns the new version.
+    pub fn set(&mut self, key: &str, value: impl Into<Bytes>) -> Result<u64, SetError> {
+        let value = value.into();
+        self.check_entry(key, value.len())?;
+        let me = self.members.me();
+        let v = self
+            .members
+            .with_state(me, |s| s.set_local(key.to_owned(), value))
+            .unwrap_or(0);
+        Ok(v)
+    }
+
+    /// Deletes `key` of this node, leaving a tombstone; returns the
+    /// tombstone's version, or `None` if the key was not set.
+    pub fn delete(&mut self, now: Instant, key: &str) -> Option<u64> {
+        let me = self.members.me();
+        self.members
+            .with_state(me, |s| s.delete_local(key, now))
+            .flatten()
+    }
+
+    /// Adds addresses to contact while this node knows no peer.
+    pub fn add_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
+        for s in seeds {
+            if s != self.me.addr && !self.seeds.contains(&s) {
+                self.seeds.push(s);
+            }
+        }
+    }
+
+    fn check_entry(&self, key: &str, value_len: usize) -> Result<(), SetError> {
+        if key.len() > self.config.max_key_len {
+            return Err(SetError::KeyTooLong {
+                len: key.len(),
+                max: self.config.max_key_len,
+            });
+        }
+        let kv_len = field_len(key.len())
+            + field_len(value_len)
+            + 1
+            + prost::encoding::encoded_len_varint(u64::MAX);
+        let len = field_len(kv_len);
+        if len > self.max_entry {
+            return Err(SetError::EntryTooLarge {
+                len,
+                max: self.max_entry,
+            });
+        }
+        Ok(())
+    }
+
+    // ----- output --------------------------------------------------------
+
+    /// The next datagram to send, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Engine::handle_timeout) must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_gossip.min(self.next_gc)
+    }
+
+    // ----- internals -----------------------------------------------------
+
+    /// Queues an encoded packet, counting it.
+    fn queue(&mut self, to: SocketAddr, payload: Bytes) {
+        debug_assert!(payload.len() <= self.budget);
+        self.metrics.packets_sent += 1;
+        self.metrics.bytes_sent += payload.len() as u64;
+        self.metrics.largest_packet_sent = self.metrics.largest_packet_sent.max(payload.len());
+        self.transmits.push_back(Transmit { to, payload });
+    }
+
+    fn header(&self) -> proto::Packet {
+        proto::Packet {
+            version: wire::PROTOCOL_VERSION,
+            cluster: self.cluster_id,
+            from: Some(self.me.to_proto()),
+            messages: vec![],
+        }
+    }
+
+    /// Learns of a node from a packet or delta; returns its key, or `None`
+    /// if `id` is an older generation than the one we know.
+    fn learn(&mut self, id: &NodeId, _now: Instant) -> Option<u64> {
+        match self.members.key_of(&id.name) {
+            None => {
+                self.members.insert(id.clone());
+                self.events.push_back(Event::MemberJoined(id.clone()));
+                Some(id.key())
+            }
+            Some(k) if k == id.key() => Some(k),
+            Some(k) => {
+                let old = self.members.get(k)?.id.clone();
+                if id.generation <= old.generation {
+                    self.metrics.stale_generation += 1;
+                    return None;
+                }
+                self.members.remove(k);
+                self.members.insert(id.clone());
+                self.events.push_back(Event::MemberRestarted {
+                    old,
+                    new: id.clone(),
+                });
+                Some(id.key())
+            }
+        }
+    }
+
+    fn collect_tombstones(&mut self, now: Instant) {
+        let grace = self.config.tombstone_grace;
+        let keys: Vec<u64> = self.members.keys().collect();
+        for key in keys {
+            self.members.with_state(key, |s| {
+                if s.has_tombstones() {
+                    s.collect_tombstones(now, grace);
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! One node's versioned key-value state, as held by any member.
+//!
+//! Versions are per node and only grow. Every write (a set or a delete)
+//! takes the next version; a delete leaves a tombstone, collected after a
+//! grace period. A delta covers a version range `(from, to]` and lists
+//! every entry of the range that is still current, so a receiver that holds
+//! the prefix up to `from` holds the prefix up to `to` after applying it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::wire::{field_len, proto};
+
+/// One key's current entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub value: Bytes,
+    pub version: u64,
+    /// When the tombstone was created or learnt; `None` for a live value.
+    pub deleted_at: Option<Instant>,
+}
+
+impl Entry {
+    pub fn is_tombstone(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// A change applied to a node's state, reported so the engine can raise
+/// events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Set {
+        key: String,
+        value: Bytes,
+        version: u64,
+    },
+    Deleted {
+        key: String,
+        version: u64,
+    },
+}
+
+/// Why a delta was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeltaRefused {
+    /// It starts above our highest version: applying it would leave a gap.
+    Gap,
+}
+
+/// The versioned state of one node.
+#[derive(Debug, Default)]
+pub(crate) struct NodeState {
+    entries: HashMap<String, Entry>,
+    /// Current version -> key, for version-ordered deltas.
+    by_version: BTreeMap<u64, String>,
+    max_version: u64,
+    /// Highest version of a tombstone collected here.
+    last_gc_version: u64,
+    /// After a reset delta: versions up to this one are not yet confirmed by
+    /// the owner's history, and entries found missing from a covering delta
+    /// are deleted.
+    unverified_until: u64,
+}
+
+impl NodeState {
+    pub fn max_version(&self) -> u64 {
+        self.max_version
+    }
+
+    pub fn last_gc_version(&self) -> u64 {
+        self.last_gc_version
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Live (non-tombstone) entries.
+    pub fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter().filter(|(_, e)| !e.is_tombstone())
+    }
+
+    /// Local write of the owner: takes the next version.
+    pub fn set_local(&mut self, key: String, value: Bytes) -> u64 {
+        let version = self.max_version + 1;
+        self.put(key, value, version, None);
+        self.max_version = version;
+        version
+    }
+
+    /// Local delete of the owner; `None` if the key is absent or deleted.
+    pub fn delete_local(&mut self, key: &str, now: Instant) -> Option<u64> {
+        if !self.entries.get(key).is_some_and(|e| !e.is_tombstone()) {
+            return None;
+        }
+        let version = self.max_version + 1;
+        self.put(key.to_owned(), Bytes::new(), version, Some(now));
+        self.max_version = version;
+        Some(version)
+    }
+
+    fn put(&mut self, key: String, value: Bytes, version: u64, deleted_at: Option<Instant>) {
+        if let Some(old) = self.entries.get(&key) {
+            self.by_version.remove(&old.version);
+        }
+        self.by_version.insert(version, key.clone());
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                version,
+                deleted_at,
+            },
+        );
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let e = self.entries.remove(key)?;
+        self.by_version.remove(&e.version);
+        Some(e)
+    }
+
+    /// Applies a delta received from a peer, pushing what changed to `out`.
+    pub fn apply(
+        &mut self,
+        delta: &proto::NodeDelta,
+        now: Instant,
+        out: &mut Vec<Change>,
+    ) -> Result<(), DeltaRefused> {
+        let (from, to) = (delta.from_version, delta.to_version);
+        if from > self.max_version {
+            return Err(DeltaRefused::Gap);
+        }
+        if to <= self.max_version && delta.last_gc_version <= self.last_gc_version {
+            // Nothing new (a duplicate or an overlapping older delta).
+            if self.unverified_until == 0 {
+                return Ok(());
+            }
+        }
+        let reset = from == 0 && delta.last_gc_version > self.last_gc_version;
+        if reset {
+            // The sender collected tombstones we may never have seen: our
+            // whole history is suspect until covering deltas confirm it.
+            self.unverified_until = self.unverified_until.max(self.max_version);
+        }
+        if self.unverified_until > from {
+            // Entries of ours inside the covered range that the sender no
+            // longer has were deleted there and their tombstones collected.
+            let upto = to.min(self.unverified_until);
+            let listed: std::collections::HashSet<u64> =
+                delta.entries.iter().map(|e| e.version).collect();
+            let stale: Vec<(u64, String)> = self
+                .by_version
+                .range(from + 1..=upto)
+                .filter(|(v, _)| !listed.contains(v))
+                .map(|(v, k)| (*v, k.clone()))
+                .collect();
+            for (v, key) in stale {
+                if let Some(e) = self.remove(&key) {
+                    if !e.is_tombstone() {
+                        out.push(Change::Deleted { key, version: v });
+                    }
+                }
+            }
+            if to >= self.unverified_until {
+                self.unverified_until = 0;
+            }
+        }
+        for kv in &delta.entries {
+            let newer = self
+                .entries
+                .get(&kv.key)
+                .is_none_or(|e| e.version < kv.version);
+            if !newer {
+                continue;
+            }
+            let was_live = self.entries.get(&kv.key).is_some_and(|e| !e.is_tombstone());
+            if kv.tombstone {
+                self.put(kv.key.clone(), Bytes::new(), kv.version, Some(now));
+                if was_live {
+                    out.push(Change::Deleted {
+                        key: kv.key.clone(),
+                        version: kv.version,
+                    });
+                }
+            } else {
+                self.put(kv.key.clone(), kv.value.clone(), kv.version, None);
+                out.push(Change::Set {
+                    key: kv.key.clone(),
+                    value: kv.value.clone(),
+                    version: kv.version,
+                });
+            }
+        }
+        self.max_version = if reset { to } else { self.max_version.max(to) };
+        self.last_gc_version = self.last_gc_version.max(delta.last_gc_version);
+        Ok(())
+    }
+
+    /// Builds the delta for a peer that holds versions up to `from`, with
+    /// entries in version order while they fit in `room` encoded bytes.
+    /// Returns `None` if the peer is up to date or not one entry fits.
+    pub fn delta(
+        &self,
+        node: proto::NodeId,
+        peer_version: u64,
+        peer_gc: u64,
+        room: usize,
+    ) -> Option<proto::NodeDelta> {
+        if peer_version >= self.max_version {
+            return None;
+        }
+        // A peer below our collected tombstones cannot learn those deletions
+        // from a delta: send it our state from the start.
+        let from = if self.last_gc_version > peer_version && peer_gc < self.last_gc_version {
+            0
+        } else {
+            peer_version
+        };
+        let mut delta = proto::NodeDelta {
+            node: Some(node),
+            from_version: from,
+            to_version: self.max_version,
+            last_gc_version: self.last_gc_version,
+            entries: Vec::new(),
+        };
+        // Conservative header size: to_version may shrink when truncated.
+        let mut used = prost::Message::encoded_len(&delta);
+        if used >= room {
+            return None;
+        }
+        for (version, key) in self.by_version.range(from + 1..) {
+            let Some(e) = self.entries.get(key) else {
+                continue;
+            };
+            let kv = proto::KeyValue {
+                key: key.clone(),
+                value: e.value.clone(),
+                version: *version,
+                tombstone: e.is_tombstone(),
+            };
+            let cost = field_len(prost::Message::encoded_len(&kv));
+            if used + cost > room {
+                delta.to_version = delta.entries.last().map(|l| l.version)?;
+                return Some(delta);
+            }
+            used += cost;
+            delta.entries.push(kv);
+        }
+        // Possibly empty: if only collected tombstones lie above the peer,
+        // the empty range still moves its version forward.
+        Some(delta)
+    }
+
+    /// Collects tombstones older than `grace`; returns how many.
+    pub fn collect_tombstones(&mut self, now: Instant, grace: Duration) -> usize {
+        let old: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.deleted_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &old {
+            if let Some(e) = self.remove(key) {
+                self.last_gc_version = self.last_gc_version.max(e.version);
+            }
+        }
+        old.len()
+    }
+
+    /// Whether any tombstone waits for collection (cheap pre-check).
+    pub fn has_tombstones(&self) -> bool {
+        self.entries.values().any(Entry::is_tombstone)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The driver task: the one owner of the engine and the transport. It
+//! pumps datagrams in, timers and commands through, and datagrams and
+//! events out.
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::{Command, NodeMetrics, SeedProvider};
+use crate::Event;
+use crate::engine::Engine;
+use crate::transport::Transport;
+
+/// How often the seed provider may be asked while the node knows no peer.
+const SEED_RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run<T: Transport>(
+    mut engine: Engine,
+    transport: T,
+    mut commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    mut seed_provider: Option<SeedProvider>,
+) {
+    let mut send_errors = 0u64;
+    let mut recv_errors = 0u64;
+    let mut recv_error_streak = 0u32;
+    let mut next_seed_ask = Instant::now();
+    let mut shutdown_ack = None;
+    let span = tracing::debug_span!("node", name = %engine.local_id().name);
+    let _enter = span.enter();
+    loop {
+        while let Some(t) = engine.poll_transmit() {
+            if let Err(e) = transport.send(t.to, t.payload).await {
+                send_errors += 1;
+                if !e.is_transient() {
+                    tracing::warn!(error = %e, "transport closed; node stops");
+                    return;
+                }
+                tracing::debug!(to = %t.to, error = %e, "send failed");
+            }
+        }
+        while let Some(ev) = engine.poll_event() {
+            // No subscriber is fine: events are then simply not observed.
+            let _ = events.send(ev);
+        }
+        if let Some(provider) = seed_provider.as_mut() {
+            if engine.needs_seeds() && Instant::now() >= next_seed_ask {
+                engine.add_seeds(provider());
+                next_seed_ask = Instant::now() + SEED_RETRY;
+            }
+        }
+        let deadline = Instant::from_std(engine.poll_timeout());
+        tokio::select! {
+            r = transport.recv() => match r {
+                Ok((from, bytes)) => {
+                    recv_error_streak = 0;
+                    engine.handle_packet(Instant::now().into_std(), from, &bytes);
+                }
+                Err(e) if e.is_transient() => {
+                    recv_errors += 1;
+                    recv_error_streak += 1;
+                    tracing::debug!(error = %e, "receive failed");
+                    if recv_error_streak > 8 {
+                        // A persistent error: do not spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "transport closed; node stops");
+                    break;
+                }
+            },
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Shutdown(ack)) => {
+                    shutdown_ack = Some(ack);
+                    break;
+                }
+                Some(cmd) => handle(&mut engine, cmd, send_errors, recv_errors),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                engine.handle_timeout(Instant::now().into_std());
+            }
+        }
+    }
+    // Drain what is already queued so a final write still leaves.
+    while let Some(t) = engine.poll_transmit() {
+        let _ = transport.send(t.to, t.payload).await;
+    }
+    if let Some(ack) = shutdown_ack {
+        let _ = ack.send(());
+    }
+}
+
+fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64) {
+    let now = Instant::now().into_std();
+    match cmd {
+        Command::Set(k, v, tx) => {
+            let _ = tx.send(engine.set(&k, v));
+        }
+        Command::Delete(k, tx) => {
+            let _ = tx.send(engine.delete(now, &k));
+        }
+        Command::Get(n, k, tx) => {
+            let _ = tx.send(engine.get(&n, &k));
+        }
+        Command::Members(tx) => {
+            let _ = tx.send(engine.members());
+        }
+        Command::Metrics(tx) => {
+            let _ = tx.send(NodeMetrics {
+                engine: engine.metrics().clone(),
+                send_errors,
+                recv_errors,
+            });
+        }
+        Command::AddSeeds(seeds) => engine.add_seeds(seeds),
+        Command::Shutdown(_) => {}
+    }
+}

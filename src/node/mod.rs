@@ -1,0 +1,299 @@
+//! The node: a tokio task that owns the [`Engine`] and the transport, and
+//! the cheap-to-clone [`Node`] handle the application talks to it with.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), scuttlewire::NodeError> {
+//! use scuttlewire::{Config, Node};
+//! let node = Node::builder(Config::lan().with_name("web-1"))
+//!     .seeds(["10.0.0.2:7946".parse().unwrap()])
+//!     .initial_state("role", "web")
+//!     .start_udp("0.0.0.0:7946".parse().unwrap())
+//!     .await?;
+//! node.set("load", "0.25").await?;
+//! let mut events = node.events();
+//! while let Some(event) = events.next().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod driver;
+mod events;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use events::EventStream;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, EngineError, Member, Metrics, NodeId, SetError};
+use crate::transport::{Transport, TransportError, Udp};
+
+/// Errors of the node API.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A config field is out of range; nothing was started.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The engine could not be built (e.g. the transport's budget is too
+    /// small); nothing was started.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The transport failed to start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A write was refused; the state is unchanged.
+    #[error(transparent)]
+    Set(#[from] SetError),
+    /// The node has shut down.
+    #[error("node has shut down")]
+    Closed,
+}
+
+/// Supplies seed addresses whenever the node knows no peer (like the Go
+/// Scuttlebutt library's `SeedCB`). Called from the driver task, at most
+/// once a second while it knows nobody; keep it quick.
+pub type SeedProvider = Box<dyn FnMut() -> Vec<SocketAddr> + Send>;
+
+pub(crate) enum Command {
+    Set(String, Bytes, oneshot::Sender<Result<u64, SetError>>),
+    Delete(String, oneshot::Sender<Option<u64>>),
+    Get(String, String, oneshot::Sender<Option<Bytes>>),
+    Members(oneshot::Sender<Vec<Member>>),
+    Metrics(oneshot::Sender<NodeMetrics>),
+    AddSeeds(Vec<SocketAddr>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters of a running node: the engine's and the driver's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeMetrics {
+    /// Protocol counters (packets, bytes, drops by reason, rounds).
+    pub engine: Metrics,
+    /// Transport errors on send (transient; the node carried on).
+    pub send_errors: u64,
+    /// Transport errors on receive (transient; the node carried on).
+    pub recv_errors: u64,
+}
+
+/// Configures and starts a node.
+pub struct NodeBuilder {
+    config: Config,
+    seeds: Vec<SocketAddr>,
+    seed_provider: Option<SeedProvider>,
+    initial_state: Vec<(String, Bytes)>,
+    advertise: Option<SocketAddr>,
+    event_capacity: usize,
+}
+
+impl NodeBuilder {
+    /// Addresses to contact first to join the cluster.
+    pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.seeds.extend(seeds);
+        self
+    }
+
+    /// A callback asked for seeds whenever the node knows no peer.
+    pub fn seed_provider(
+        mut self,
+        provider: impl FnMut() -> Vec<SocketAddr> + Send + 'static,
+    ) -> Self {
+        self.seed_provider = Some(Box::new(provider));
+        self
+    }
+
+    /// A key-value pair set before the node joins, so peers see it from the
+    /// first exchange.
+    pub fn initial_state(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.initial_state.push((key.into(), value.into()));
+        self
+    }
+
+    /// The address peers should use for this node, when it differs from
+    /// the transport's local address (e.g. bound to `0.0.0.0`).
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// How many events a slow subscriber may fall behind before it misses
+    /// some (and gets [`crate::Event::Lagged`]). Default 16,384.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Starts the node on plain UDP bound to `bind` (default 1,400-byte
+    /// payload budget).
+    pub async fn start_udp(self, bind: SocketAddr) -> Result<Node, NodeError> {
+        self.config.validate()?;
+        let udp = Udp::bind(bind).await?;
+        self.start(udp).await
+    }
+
+    /// Starts the node on `transport`; the returned handle is ready at once.
+    pub async fn start<T: Transport>(self, transport: T) -> Result<Node, NodeError> {
+        let mut config = self.config;
+        config.validate()?;
+        let addr = self.advertise.unwrap_or_else(|| transport.local_addr());
+        if config.name.is_empty() {
+            config.name = addr.to_string();
+        }
+        let generation = config.generation.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64)
+                .max(1)
+        });
+        let rng_seed = match config.rng_seed {
+            Some(s) => s,
+            None => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).map_err(|e| {
+                    TransportError::Setup(format!("no OS randomness for the RNG seed: {e}"))
+                })?;
+                u64::from_le_bytes(b)
+            }
+        };
+        let id = NodeId::new(config.name.clone(), generation, addr);
+        let now = tokio::time::Instant::now().into_std();
+        let mut engine = Engine::new(config, id.clone(), transport.max_payload(), rng_seed, now)?;
+        for (k, v) in self.initial_state {
+            engine.set(&k, v)?;
+        }
+        engine.add_seeds(self.seeds);
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (events_tx, _) = broadcast::channel(self.event_capacity);
+        let task = tokio::spawn(driver::run(
+            engine,
+            transport,
+            cmd_rx,
+            events_tx.clone(),
+            self.seed_provider,
+        ));
+        Ok(Node {
+            inner: Arc::new(Inner {
+                id,
+                cmd: cmd_tx,
+                events: events_tx,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    id: NodeId,
+    cmd: mpsc::Sender<Command>,
+    events: broadcast::Sender<crate::Event>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle to a running node. Cheap to clone; the node stops when
+/// [`Node::shutdown`] is called or the last handle is dropped.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.inner.id).finish()
+    }
+}
+
+impl Node {
+    /// Starts configuring a node.
+    pub fn builder(config: Config) -> NodeBuilder {
+        NodeBuilder {
+            config,
+            seeds: Vec::new(),
+            seed_provider: None,
+            initial_state: Vec::new(),
+            advertise: None,
+            event_capacity: 16_384,
+        }
+    }
+
+    /// This node's identity.
+    pub fn local_id(&self) -> &NodeId {
+        &self.inner.id
+    }
+
+    async fn ask<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        rx.await.map_err(|_| NodeError::Closed)
+    }
+
+    /// Sets `key` of this node to `value`; returns the new version. Refused
+    /// if the key is longer than `Config::max_key_len` or the entry could
+    /// never fit one packet.
+    pub async fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Result<u64, NodeError> {
+        let (key, value) = (key.into(), value.into());
+        Ok(self.ask(|tx| Command::Set(key, value, tx)).await??)
+    }
+
+    /// Deletes `key` of this node; returns the tombstone's version, or
+    /// `None` if it was not set.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Option<u64>, NodeError> {
+        let key = key.into();
+        self.ask(|tx| Command::Delete(key, tx)).await
+    }
+
+    /// The value of `key` in the state of node `name`, as known here.
+    pub async fn get(&self, name: &str, key: &str) -> Result<Option<Bytes>, NodeError> {
+        let (n, k) = (name.to_owned(), key.to_owned());
+        self.ask(|tx| Command::Get(n, k, tx)).await
+    }
+
+    /// Every known member, this node included, with its status.
+    pub async fn members(&self) -> Result<Vec<Member>, NodeError> {
+        self.ask(Command::Members).await
+    }
+
+    /// A snapshot of the node's counters.
+    pub async fn metrics(&self) -> Result<NodeMetrics, NodeError> {
+        self.ask(Command::Metrics).await
+    }
+
+    /// Adds seed addresses at run time.
+    pub async fn add_seeds(&self, seeds: Vec<SocketAddr>) -> Result<(), NodeError> {
+        self.inner
+            .cmd
+            .send(Command::AddSeeds(seeds))
+            .await
+            .map_err(|_| NodeError::Closed)
+    }
+
+    /// A new stream of events from now on (member joined, key set, ...).
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.inner.events.subscribe())
+    }
+
+    /// Stops the node's task and waits for it. Idempotent.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.cmd.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}

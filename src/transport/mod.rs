@@ -1,0 +1,116 @@
+//! Transports move datagrams: bytes and a [`SocketAddr`], nothing more.
+//!
+//! The engine never sees a socket. It asks the transport how large a datagram
+//! may be ([`Transport::max_payload`]) and packs every packet under that
+//! budget; the transport sends and receives those bytes. Decorators such as
+//! the encrypted transport wrap another transport and report a smaller
+//! budget, so the whole stack still never exceeds the wire MTU.
+//!
+//! Implementations here: [`Udp`] (plain UDP, IPv4 and IPv6) and [`Memory`]
+//! (an in-process network with per-link MTU, loss, partitions and counters,
+//! for tests and examples).
+
+mod encrypted;
+mod memory;
+mod udp;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+pub use encrypted::{Encrypted, EncryptedStats, EncryptionConfig, MAX_CLUSTER_LABEL};
+pub use memory::{LinkStats, Memory, MemoryNetwork};
+pub use udp::{Udp, UdpConfig};
+
+/// Largest datagram any transport may carry (the IPv4 UDP payload limit).
+/// Receivers treat anything larger as hostile and drop it.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Errors a transport reports.
+///
+/// The driver treats [`TransportError::Io`], [`TransportError::TooLarge`] and
+/// [`TransportError::Unreachable`] as transient: it counts them and carries on.
+/// Only [`TransportError::Closed`] stops a node.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The payload is larger than [`Transport::max_payload`] (or the peer's
+    /// current limit). Nothing was sent.
+    #[error("payload of {len} bytes exceeds the transport limit of {max} bytes")]
+    TooLarge {
+        /// Size of the refused payload.
+        len: usize,
+        /// The limit that applies.
+        max: usize,
+    },
+    /// The destination cannot be reached right now (no route, refused,
+    /// handshake failed). Nothing was sent; a later send may succeed.
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable {
+        /// The destination.
+        addr: SocketAddr,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// The transport was closed; no further send or receive will succeed.
+    #[error("transport closed")]
+    Closed,
+    /// An I/O error from the operating system, usually transient
+    /// (e.g. `ECONNREFUSED` surfaced by a previous ICMP message).
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// A setup error: bad bind address, bad certificate, bad key.
+    #[error("transport setup: {0}")]
+    Setup(String),
+}
+
+impl TransportError {
+    /// Whether the node should keep running after this error.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, TransportError::Closed | TransportError::Setup(_))
+    }
+}
+
+/// A datagram transport.
+///
+/// # What an implementation must guarantee
+///
+/// * **Datagram semantics.** One `send` of `n` bytes is delivered as one
+///   `recv` of exactly those `n` bytes, or not at all. Loss, duplication and
+///   reordering are allowed (the protocol tolerates them); truncation,
+///   merging or splitting are not.
+/// * **`max_payload`.** The largest payload `send` accepts. It must not
+///   change while the transport is in use except to grow (for example after
+///   path-MTU discovery); a decorator reports its inner transport's budget
+///   minus its own overhead. `send` of a larger payload returns
+///   [`TransportError::TooLarge`] and sends nothing.
+/// * **Errors.** `send` and `recv` errors other than
+///   [`TransportError::Closed`] are transient: the caller logs, counts and
+///   calls again. A transient error must not make later calls fail.
+/// * **No long blocking.** `send` may wait for local buffer space but must
+///   not wait on a slow or dead peer; queue or drop instead, so one peer
+///   never stalls gossip to the others.
+/// * **Cancellation safety.** `recv` is used inside `tokio::select!`: if its
+///   future is dropped before completing, no datagram may be lost.
+/// * **Source addresses.** `recv` returns the address the peer can be
+///   reached at with `send`.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one datagram to `to`.
+    fn send(
+        &self,
+        to: SocketAddr,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Receives the next datagram and the address it came from.
+    fn recv(&self) -> impl Future<Output = Result<(SocketAddr, Bytes), TransportError>> + Send;
+
+    /// The largest payload `send` accepts, in bytes.
+    fn max_payload(&self) -> usize;
+
+    /// The address peers reach this transport at.
+    fn local_addr(&self) -> SocketAddr;
+}
