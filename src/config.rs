@@ -147,13 +147,55 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let cases: Vec<(Config, &str)> = vec![
-            (Config { gossip_interval: Duration::ZERO, ..Config::lan() }, "gossip_interval"),
-            (Config { gossip_fanout: 0, ..Config::lan() }, "gossip_fanout"),
-            (Config { cluster: String::new(), ..Config::lan() }, "cluster"),
-            (Config { name: "x".repeat(300), ..Config::lan() }, "name"),
-            (Config { generation: Some(0), ..Config::lan() }, "generation"),
-            (Config { max_key_len: 0, ..Config::lan() }, "max_key_len"),
-            (Config { tombstone_grace: Duration::ZERO, ..Config::lan() }, "tombstone_grace"),
+            (
+                Config {
+                    gossip_interval: Duration::ZERO,
+                    ..Config::lan()
+                },
+                "gossip_interval",
+            ),
+            (
+                Config {
+                    gossip_fanout: 0,
+                    ..Config::lan()
+                },
+                "gossip_fanout",
+            ),
+            (
+                Config {
+                    cluster: String::new(),
+                    ..Config::lan()
+                },
+                "cluster",
+            ),
+            (
+                Config {
+                    name: "x".repeat(300),
+                    ..Config::lan()
+                },
+                "name",
+            ),
+            (
+                Config {
+                    generation: Some(0),
+                    ..Config::lan()
+                },
+                "generation",
+            ),
+            (
+                Config {
+                    max_key_len: 0,
+                    ..Config::lan()
+                },
+                "max_key_len",
+            ),
+            (
+                Config {
+                    tombstone_grace: Duration::ZERO,
+                    ..Config::lan()
+                },
+                "tombstone_grace",
+            ),
         ];
         for (c, field) in cases {
             let err = c.validate().unwrap_err();

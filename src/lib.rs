@@ -20,6 +20,8 @@
 //!   implementations: UDP, in-memory, encrypted decorators.
 //! * [`node`] — the tokio driver and the public [`Node`] handle.
 //! * [`config`] — [`Config`] with presets and validation.
+//! * `sim` (feature `sim`) — a deterministic N-node simulator over the
+//!   engine: virtual clock, seeded RNG, latency, loss, partitions.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,8 @@ pub mod config;
 pub mod engine;
 pub mod node;
 pub mod seal;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod transport;
 pub mod wire;
 

@@ -63,12 +63,14 @@ impl Page {
 
 /// Builds a digest page of at most `room` encoded bytes.
 ///
-/// `requests` come first (lines where the sender is behind its peer);
+/// `unknown` (nodes the sender never heard of) and `requests` (lines where
+/// the sender is behind its peer) come first;
 /// `page` says whether to add the sender's own page after them, and
 /// `cursor` is the rotating window's position, advanced past what was sent.
 pub(crate) fn build(
     members: &Members,
     requests: &[Line],
+    unknown: &[u64],
     page: bool,
     room: usize,
     cursor: &mut u64,
@@ -78,6 +80,14 @@ pub(crate) fn build(
         seen: HashSet::new(),
         used: FIXED,
     };
+    let mut asked = Vec::new();
+    for u in unknown {
+        if b.used + 8 > room / 2 {
+            break;
+        }
+        b.used += 8;
+        asked.push(*u);
+    }
     for r in requests {
         if !b.add(*r, room) {
             break;
@@ -130,6 +140,7 @@ pub(crate) fn build(
         } else {
             Vec::new()
         },
+        unknown: asked,
     };
     // The estimate above is conservative; this loop only guards it.
     while d.encoded_len() > room && !d.nodes.is_empty() {

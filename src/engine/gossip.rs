@@ -21,10 +21,13 @@ const NESTING: usize = 8;
 
 /// What one side has that the other lacks, after comparing a digest.
 struct Comparison {
-    /// Nodes the peer is behind on: (key, peer's version, peer's gc).
-    gives: Vec<Line>,
+    /// Nodes the peer is behind on: (key, peer's version, peer's gc), and
+    /// whether the peer has never heard of the node.
+    gives: Vec<(Line, bool)>,
     /// Nodes we are behind on, with our own versions.
     requests: Vec<Line>,
+    /// Nodes in the peer's digest we have never heard of.
+    unknown: Vec<u64>,
 }
 
 impl Engine {
@@ -67,16 +70,23 @@ impl Engine {
             targets.push(self.seeds[i]);
         }
         for to in targets {
-            self.send_syn(to, &[], false);
+            self.send_syn(to, &[], &[], false);
         }
     }
 
-    fn send_syn(&mut self, to: SocketAddr, requests: &[Line], follow_up: bool) {
+    fn send_syn(&mut self, to: SocketAddr, requests: &[Line], unknown: &[u64], follow_up: bool) {
         let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
             return;
         };
         let room = packer.room().saturating_sub(NESTING);
-        let digest = digest::build(&self.members, requests, !follow_up, room, &mut self.cursor);
+        let digest = digest::build(
+            &self.members,
+            requests,
+            unknown,
+            !follow_up,
+            room,
+            &mut self.cursor,
+        );
         let msg = proto::Message {
             kind: Some(Kind::Syn(proto::Syn {
                 digest: Some(digest),
@@ -101,7 +111,14 @@ impl Engine {
         // Our digest: the requests, then (unless this ends the exchange) a
         // page of our own, which gets at least a quarter of the packet.
         let requests_room = room / 2;
-        let probe = digest::build(&self.members, &cmp.requests, false, requests_room, &mut 0);
+        let probe = digest::build(
+            &self.members,
+            &cmp.requests,
+            &cmp.unknown,
+            false,
+            requests_room,
+            &mut 0,
+        );
         let page_room = if syn.follow_up { 0 } else { room / 4 };
         let digest_room = field_len(probe.encoded_len()) + page_room;
         let deltas = self.build_deltas(cmp.gives, room.saturating_sub(digest_room + 2));
@@ -109,6 +126,7 @@ impl Engine {
         let digest = digest::build(
             &self.members,
             &cmp.requests,
+            &cmp.unknown,
             !syn.follow_up,
             room.saturating_sub(used + 2 + 4),
             &mut self.cursor,
@@ -142,8 +160,8 @@ impl Engine {
                 self.flush(packer, from);
             }
         }
-        if !sa.follow_up && !cmp.requests.is_empty() {
-            self.send_syn(from, &cmp.requests, true);
+        if !sa.follow_up && (!cmp.requests.is_empty() || !cmp.unknown.is_empty()) {
+            self.send_syn(from, &cmp.requests, &cmp.unknown, true);
         }
     }
 
@@ -151,14 +169,25 @@ impl Engine {
     fn compare(&self, d: &proto::Digest) -> Comparison {
         let mut gives = Vec::new();
         let mut requests = Vec::new();
+        let mut unknown = Vec::new();
         let mut listed = HashSet::new();
+        let intro = |key| {
+            (
+                Line {
+                    key,
+                    version: 0,
+                    gc: 0,
+                },
+                true,
+            )
+        };
         for line in digest::lines(d) {
             listed.insert(line.key);
             match self.members.get(line.key) {
                 Some(k) => {
                     let mine = k.state.max_version();
                     if mine > line.version {
-                        gives.push(line);
+                        gives.push((line, false));
                     } else if mine < line.version {
                         requests.push(Line {
                             key: line.key,
@@ -167,41 +196,45 @@ impl Engine {
                         });
                     }
                 }
-                None if line.version > 0 => requests.push(Line {
-                    key: line.key,
-                    version: 0,
-                    gc: 0,
-                }),
-                None => {}
+                None => unknown.push(line.key),
+            }
+        }
+        for key in &d.unknown {
+            if self.members.get(*key).is_some() {
+                gives.push(intro(*key));
             }
         }
         if d.complete {
             // Nodes absent from a complete digest are unknown to the peer.
             for key in self.members.keys() {
                 if !listed.contains(&key) {
-                    gives.push(Line {
-                        key,
-                        version: 0,
-                        gc: 0,
-                    });
+                    gives.push(intro(key));
                 }
             }
         }
-        Comparison { gives, requests }
+        Comparison {
+            gives,
+            requests,
+            unknown,
+        }
     }
 
     /// Deltas for `gives`, most out-of-date node first (scuttle-depth),
     /// within `room` encoded bytes.
-    fn build_deltas(&self, mut gives: Vec<Line>, room: usize) -> Vec<proto::NodeDelta> {
-        let lag = |l: &Line| {
-            self.members
+    fn build_deltas(&self, mut gives: Vec<(Line, bool)>, room: usize) -> Vec<proto::NodeDelta> {
+        // Introductions first (a node unknown to the peer is the most
+        // out-of-date of all), then by how far behind the peer is.
+        let lag = |(l, intro): &(Line, bool)| {
+            let behind = self
+                .members
                 .get(l.key)
-                .map_or(0, |k| k.state.max_version().saturating_sub(l.version))
+                .map_or(0, |k| k.state.max_version().saturating_sub(l.version));
+            (*intro, behind)
         };
-        gives.sort_by_key(|l| std::cmp::Reverse(lag(l)));
+        gives.sort_by_key(|g| std::cmp::Reverse(lag(g)));
         let mut out = Vec::new();
         let mut left = room;
-        for g in gives {
+        for (g, intro) in gives {
             if left < 16 {
                 break;
             }
@@ -210,8 +243,16 @@ impl Engine {
             };
             // A delta field costs its body plus a tag and up to 3 length bytes.
             let body_room = left.saturating_sub(4);
-            if let Some(delta) = k.state.delta(k.id.to_proto(), g.version, g.gc, body_room) {
-                left = left.saturating_sub(field_len(delta.encoded_len()));
+            let delta = k
+                .state
+                .delta(k.id.to_proto(), g.version, g.gc, body_room)
+                .or_else(|| intro.then(|| k.state.introduction(k.id.to_proto())));
+            if let Some(delta) = delta {
+                let cost = field_len(delta.encoded_len());
+                if cost > left {
+                    continue;
+                }
+                left -= cost;
                 out.push(delta);
             }
         }
@@ -271,7 +312,10 @@ impl Engine {
                 _ => false,
             };
             if !shrunk {
-                tracing::warn!(budget = packer.budget(), "message does not fit an empty packet");
+                tracing::warn!(
+                    budget = packer.budget(),
+                    "message does not fit an empty packet"
+                );
                 return;
             }
         }

@@ -265,7 +265,9 @@ impl Engine {
             }
         };
         let Some(sender) = packet.from.as_ref().and_then(NodeId::from_proto) else {
-            self.metrics.drops.count(&DecodeError::Invalid("bad sender"));
+            self.metrics
+                .drops
+                .count(&DecodeError::Invalid("bad sender"));
             return;
         };
         if sender.name == self.me.name {

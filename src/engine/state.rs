@@ -93,7 +93,7 @@ impl NodeState {
 
     /// Local delete of the owner; `None` if the key is absent or deleted.
     pub fn delete_local(&mut self, key: &str, now: Instant) -> Option<u64> {
-        if !self.entries.get(key).is_some_and(|e| !e.is_tombstone()) {
+        if self.entries.get(key).is_none_or(Entry::is_tombstone) {
             return None;
         }
         let version = self.max_version + 1;
@@ -253,6 +253,18 @@ impl NodeState {
         // Possibly empty: if only collected tombstones lie above the peer,
         // the empty range still moves its version forward.
         Some(delta)
+    }
+
+    /// An empty delta that only introduces the node (for a peer that never
+    /// heard of it, when there is no state to send or none fits).
+    pub fn introduction(&self, node: proto::NodeId) -> proto::NodeDelta {
+        proto::NodeDelta {
+            node: Some(node),
+            from_version: 0,
+            to_version: 0,
+            last_gc_version: 0,
+            entries: Vec::new(),
+        }
     }
 
     /// Collects tombstones older than `grace`; returns how many.

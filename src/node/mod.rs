@@ -225,7 +225,10 @@ impl Node {
         &self.inner.id
     }
 
-    async fn ask<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, NodeError> {
+    async fn ask<R>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<R>) -> Command,
+    ) -> Result<R, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .cmd
@@ -238,7 +241,11 @@ impl Node {
     /// Sets `key` of this node to `value`; returns the new version. Refused
     /// if the key is longer than `Config::max_key_len` or the entry could
     /// never fit one packet.
-    pub async fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Result<u64, NodeError> {
+    pub async fn set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, NodeError> {
         let (key, value) = (key.into(), value.into());
         Ok(self.ask(|tx| Command::Set(key, value, tx)).await??)
     }

@@ -10,11 +10,11 @@
 //! (an in-process network with per-link MTU, loss, partitions and counters,
 //! for tests and examples).
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod encrypted;
 mod memory;
 mod udp;
-#[cfg(any(test, feature = "testing"))]
-pub mod conformance;
 
 use std::future::Future;
 use std::io;

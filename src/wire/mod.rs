@@ -94,8 +94,8 @@ pub fn decode(
     if len > MAX_PACKET {
         return Err(DecodeError::Oversize(len));
     }
-    let packet = proto::Packet::decode(&mut bytes)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let packet =
+        proto::Packet::decode(&mut bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if packet.version != PROTOCOL_VERSION {
         return Err(DecodeError::Version(packet.version));
     }
@@ -120,18 +120,26 @@ fn validate(p: &proto::Packet, limits: &Limits) -> Result<(), DecodeError> {
     }
     use proto::message::Kind;
     for m in &p.messages {
-        match m.kind.as_ref().ok_or(DecodeError::Invalid("empty message"))? {
+        match m
+            .kind
+            .as_ref()
+            .ok_or(DecodeError::Invalid("empty message"))?
+        {
             Kind::Syn(s) => check_digest(s.digest.as_ref())?,
             Kind::SynAck(s) => {
                 check_digest(s.digest.as_ref())?;
                 check_deltas(&s.deltas, limits)?;
             }
             Kind::Ack(a) => check_deltas(&a.deltas, limits)?,
-            Kind::PingReq(r) => {
-                check_node(r.target.as_ref().ok_or(DecodeError::Invalid("no target"))?, limits)?
-            }
+            Kind::PingReq(r) => check_node(
+                r.target.as_ref().ok_or(DecodeError::Invalid("no target"))?,
+                limits,
+            )?,
             Kind::Member(u) => {
-                check_node(u.node.as_ref().ok_or(DecodeError::Invalid("no member"))?, limits)?;
+                check_node(
+                    u.node.as_ref().ok_or(DecodeError::Invalid("no member"))?,
+                    limits,
+                )?;
                 proto::MemberState::try_from(u.state)
                     .map_err(|_| DecodeError::Invalid("unknown member state"))?;
             }
@@ -172,7 +180,12 @@ fn check_digest(d: Option<&proto::Digest>) -> Result<(), DecodeError> {
 
 fn check_deltas(deltas: &[proto::NodeDelta], limits: &Limits) -> Result<(), DecodeError> {
     for d in deltas {
-        check_node(d.node.as_ref().ok_or(DecodeError::Invalid("delta without node"))?, limits)?;
+        check_node(
+            d.node
+                .as_ref()
+                .ok_or(DecodeError::Invalid("delta without node"))?,
+            limits,
+        )?;
         if d.to_version < d.from_version {
             return Err(DecodeError::Invalid("delta range reversed"));
         }

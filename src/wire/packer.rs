@@ -53,6 +53,9 @@ impl Packer {
     }
 
     /// Adds `msg` if it fits; otherwise returns it unchanged.
+    // Handing the message back (not a boxed copy) is the point: the caller
+    // keeps it for the next packet without an allocation.
+    #[allow(clippy::result_large_err)]
     pub fn push(&mut self, msg: Message) -> Result<(), Message> {
         let cost = field_len(msg.encoded_len());
         if self.size + cost > self.budget {
@@ -113,7 +116,7 @@ pub fn room_for(avail: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::proto::{message::Kind, Ping};
+    use crate::wire::proto::{Ping, message::Kind};
 
     fn header() -> Packet {
         Packet {

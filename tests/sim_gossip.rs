@@ -1,0 +1,105 @@
+//! Scuttlebutt convergence in the deterministic simulator.
+#![cfg(feature = "sim")]
+
+use std::time::Duration;
+
+use scuttlewire::Config;
+use scuttlewire::sim::{NetConfig, Sim};
+
+fn cluster(n: usize, net: NetConfig, seed: u64) -> Sim {
+    let mut sim = Sim::new(net, seed);
+    sim.record_events(false);
+    for i in 0..n {
+        let seeds: Vec<usize> = if i == 0 { vec![] } else { vec![0] };
+        sim.add_node(Config::lan(), &seeds);
+    }
+    sim
+}
+
+fn all_have(sim: &Sim, owner: &str, key: &str, value: &[u8]) -> bool {
+    (0..sim.len()).all(|i| {
+        sim.engine(i)
+            .and_then(|e| e.get(owner, key))
+            .is_some_and(|v| v == value)
+    })
+}
+
+fn all_know(sim: &Sim, n: usize) -> bool {
+    (0..sim.len()).all(|i| sim.engine(i).is_some_and(|e| e.members().len() == n))
+}
+
+#[test]
+fn fifty_nodes_converge_after_one_set() {
+    let mut sim = cluster(50, NetConfig::default(), 1);
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| all_know(s, 50)),
+        "membership did not converge"
+    );
+    sim.with_engine(7, |e, _| e.set("color", "blue").unwrap());
+    let start = sim.elapsed();
+    assert!(
+        sim.run_until(start + Duration::from_secs(30), |s| all_have(
+            s, "n7", "color", b"blue"
+        )),
+        "value did not reach every node"
+    );
+    assert!(sim.stats().max_packet <= 1400);
+}
+
+#[test]
+fn five_percent_loss_still_converges() {
+    let net = NetConfig {
+        loss: 0.05,
+        ..NetConfig::default()
+    };
+    let mut sim = cluster(50, net, 2);
+    assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 50)));
+    sim.with_engine(3, |e, _| e.set("k", "v").unwrap());
+    let start = sim.elapsed();
+    assert!(sim.run_until(start + Duration::from_secs(30), |s| all_have(
+        s, "n3", "k", b"v"
+    )));
+    assert!(sim.stats().packets_dropped > 0, "loss was not applied");
+}
+
+#[test]
+fn a_partition_heals() {
+    let mut sim = cluster(20, NetConfig::default(), 3);
+    assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 20)));
+    let left: Vec<usize> = (0..10).collect();
+    let right: Vec<usize> = (10..20).collect();
+    sim.partition(&left, &right);
+    sim.with_engine(2, |e, _| e.set("side", "left").unwrap());
+    sim.with_engine(15, |e, _| e.set("side", "right").unwrap());
+    sim.run_for(Duration::from_secs(10));
+    // Cut off: the right side has not heard of the left's write.
+    for i in 10..20 {
+        assert_eq!(sim.engine(i).unwrap().get("n2", "side"), None);
+    }
+    sim.heal();
+    let start = sim.elapsed();
+    assert!(sim.run_until(start + Duration::from_secs(30), |s| {
+        all_have(s, "n2", "side", b"left") && all_have(s, "n15", "side", b"right")
+    }));
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = |seed| {
+        let mut sim = cluster(
+            30,
+            NetConfig {
+                loss: 0.1,
+                jitter: Duration::from_millis(3),
+                ..NetConfig::default()
+            },
+            seed,
+        );
+        sim.run_for(Duration::from_secs(5));
+        sim.with_engine(1, |e, _| e.set("a", "b").unwrap());
+        sim.run_for(Duration::from_secs(5));
+        sim.stats().clone()
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
