@@ -25,7 +25,7 @@ fn all_have(sim: &Sim, owner: &str, key: &str, value: &[u8]) -> bool {
 }
 
 fn all_know(sim: &Sim, n: usize) -> bool {
-    (0..sim.len()).all(|i| sim.engine(i).is_some_and(|e| e.members().len() == n))
+    (0..sim.len()).all(|i| sim.engine(i).is_some_and(|e| e.member_count() == n))
 }
 
 #[test]

@@ -232,6 +232,11 @@ impl Engine {
         v
     }
 
+    /// How many members are known, this node included (cheap).
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     /// Counters since start.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -180,7 +180,7 @@ impl NodeBuilder {
             inner: Arc::new(Inner {
                 id,
                 cmd: cmd_tx,
-                events: events_tx,
+                events: events_tx.downgrade(),
                 task: Mutex::new(Some(task)),
             }),
         })
@@ -190,7 +190,9 @@ impl NodeBuilder {
 struct Inner {
     id: NodeId,
     cmd: mpsc::Sender<Command>,
-    events: broadcast::Sender<crate::Event>,
+    /// Weak, so that the stream ends when the driver (the one strong
+    /// sender) stops.
+    events: broadcast::WeakSender<crate::Event>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -283,8 +285,18 @@ impl Node {
     }
 
     /// A new stream of events from now on (member joined, key set, ...).
+    /// It ends when the node shuts down (at once, if it already has).
     pub fn events(&self) -> EventStream {
-        EventStream::new(self.inner.events.subscribe())
+        let rx = match self.inner.events.upgrade() {
+            Some(tx) => tx.subscribe(),
+            None => {
+                // Already stopped: a receiver whose sender is gone.
+                let (tx, rx) = broadcast::channel(1);
+                drop(tx);
+                rx
+            }
+        };
+        EventStream::new(rx)
     }
 
     /// Stops the node's task and waits for it. Idempotent.
