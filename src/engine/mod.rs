@@ -49,9 +49,17 @@ pub enum EngineError {
     Budget(#[from] PackerError),
 }
 
+/// Prefix of the keys the library itself keeps in a node's state (for
+/// example `__sw.keys`, the ids of the encryption keys a node holds).
+/// Applications cannot `set` or `delete` them, but see them like any key.
+pub const RESERVED_PREFIX: &str = "__sw.";
+
 /// Why a local write was refused. The state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetError {
+    /// The key starts with [`RESERVED_PREFIX`], which the library owns.
+    #[error("keys starting with `{RESERVED_PREFIX}` are reserved for the library")]
+    Reserved,
     /// The key is longer than `Config::max_key_len`.
     #[error("key of {len} bytes is longer than max_key_len ({max} bytes)")]
     KeyTooLong {
@@ -306,8 +314,19 @@ impl Engine {
 
     // ----- local operations ---------------------------------------------
 
-    /// Sets `key` of this node to `value`; returns the new version.
+    /// Sets `key` of this node to `value`; returns the new version. Keys
+    /// starting with [`RESERVED_PREFIX`] belong to the library and are
+    /// refused.
     pub fn set(&mut self, key: &str, value: impl Into<Bytes>) -> Result<u64, SetError> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(SetError::Reserved);
+        }
+        self.set_reserved(key, value)
+    }
+
+    /// Like [`set`](Engine::set) but for the library's own keys (those
+    /// under [`RESERVED_PREFIX`], e.g. the key ids a node holds).
+    pub fn set_reserved(&mut self, key: &str, value: impl Into<Bytes>) -> Result<u64, SetError> {
         let value = value.into();
         self.check_entry(key, value.len())?;
         let me = self.members.me();
@@ -321,6 +340,9 @@ impl Engine {
     /// Deletes `key` of this node, leaving a tombstone; returns the
     /// tombstone's version, or `None` if the key was not set.
     pub fn delete(&mut self, now: Instant, key: &str) -> Option<u64> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return None;
+        }
         let me = self.members.me();
         self.members
             .with_state(me, |s| s.delete_local(key, now))
