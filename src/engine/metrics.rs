@@ -111,7 +111,8 @@ pub struct Metrics {
     pub gossip_rounds: u64,
     /// Syns answered with nothing because the fingerprints matched.
     pub in_sync: u64,
-    /// Deltas refused because they would leave a version gap.
+    /// Deltas refused because they would leave a version gap, or because
+    /// they predate tombstone collections this node already knows of.
     pub delta_gaps: u64,
     /// Deltas or packets about an older generation of a node.
     pub stale_generation: u64,

@@ -48,6 +48,10 @@ pub(crate) enum Change {
 pub(crate) enum DeltaRefused {
     /// It starts above our highest version: applying it would leave a gap.
     Gap,
+    /// It comes from a peer that has not seen tombstones we know were
+    /// collected, and ends below them: it may hold entries those deletions
+    /// superseded, which no later delta could ever remove again.
+    BeforeCollection,
 }
 
 /// The versioned state of one node.
@@ -140,6 +144,11 @@ impl NodeState {
                 return Ok(());
             }
         }
+        if delta.last_gc_version < self.last_gc_version && to < self.last_gc_version {
+            // Only the owner's history since the collection (which we are
+            // being reset to) can say what is current below it.
+            return Err(DeltaRefused::BeforeCollection);
+        }
         let reset = from == 0 && delta.last_gc_version > self.last_gc_version;
         if reset {
             // The sender collected tombstones we may never have seen: our
@@ -150,12 +159,14 @@ impl NodeState {
             // Entries of ours inside the covered range that the sender no
             // longer has were deleted there and their tombstones collected.
             let upto = to.min(self.unverified_until);
-            let listed: std::collections::HashSet<u64> =
-                delta.entries.iter().map(|e| e.version).collect();
+            // A key listed at a newer version was overwritten, not deleted:
+            // the loop below replaces it.
+            let listed: std::collections::HashSet<&str> =
+                delta.entries.iter().map(|e| e.key.as_str()).collect();
             let stale: Vec<(u64, String)> = self
                 .by_version
                 .range(from + 1..=upto)
-                .filter(|(v, _)| !listed.contains(v))
+                .filter(|(_, k)| !listed.contains(k.as_str()))
                 .map(|(v, k)| (*v, k.clone()))
                 .collect();
             for (v, key) in stale {
@@ -232,7 +243,9 @@ impl NodeState {
         if used >= room {
             return None;
         }
-        for (version, key) in self.by_version.range(from + 1..) {
+        // Not above `max_version`: after a reset page, entries above it are
+        // leftovers not yet confirmed, and a delta never reaches past `to`.
+        for (version, key) in self.by_version.range(from + 1..=self.max_version) {
             let Some(e) = self.entries.get(key) else {
                 continue;
             };

@@ -1,1 +1,788 @@
+//! Engine-level tests, driven by hand on an explicit clock: a tiny router
+//! passes every `poll_transmit()` datagram to the addressed engine's
+//! `handle_packet`, checking each against the budget on the way.
 
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use prost::Message as _;
+
+use super::*;
+use crate::wire::proto::message::Kind;
+
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Fast gossip, a one-second tombstone grace, and probes rare enough that
+/// failure detection stays out of these anti-entropy tests.
+fn config() -> Config {
+    Config {
+        tombstone_grace: GRACE,
+        probe_interval: Duration::from_secs(60),
+        probe_timeout: Duration::from_secs(30),
+        ..Config::local()
+    }
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), 7946)
+}
+
+fn id(i: usize, generation: u64) -> NodeId {
+    NodeId::new(format!("n{i}"), generation, addr(i))
+}
+
+/// Engines wired together by hand.
+struct Net {
+    now: Instant,
+    budget: usize,
+    nodes: Vec<Engine>,
+    events: Vec<Vec<Event>>,
+    /// Nodes whose datagrams, both ways, are lost.
+    isolated: HashSet<usize>,
+    /// Where datagrams to an address no engine has go (for synthetic
+    /// nodes held only by node 0); otherwise they are lost.
+    fallback: Option<usize>,
+    /// Every datagram sent: (sender index, datagram).
+    log: Vec<(usize, Transmit)>,
+}
+
+impl Net {
+    fn new(n: usize, budget: usize) -> Net {
+        let mut net = Net {
+            now: Instant::now(),
+            budget,
+            nodes: Vec::new(),
+            events: Vec::new(),
+            isolated: HashSet::new(),
+            fallback: None,
+            log: Vec::new(),
+        };
+        for i in 0..n {
+            net.add(i.saturating_sub(1));
+        }
+        net
+    }
+
+    /// Adds node `n{len}` seeded with node `seed`; returns its index.
+    fn add(&mut self, seed: usize) -> usize {
+        let i = self.nodes.len();
+        let mut e = Engine::new(config(), id(i, 1), self.budget, i as u64, self.now).unwrap();
+        if i > 0 {
+            e.add_seeds([addr(seed)]);
+        }
+        self.nodes.push(e);
+        self.events.push(Vec::new());
+        i
+    }
+
+    fn index(&self, to: SocketAddr) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|e| e.local_id().addr == to)
+            .or(self.fallback)
+    }
+
+    /// Delivers datagrams until no engine has anything left to send.
+    fn deliver(&mut self) {
+        for _ in 0..100_000 {
+            let mut any = false;
+            for i in 0..self.nodes.len() {
+                let mut out = Vec::new();
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    assert!(
+                        t.payload.len() <= self.budget,
+                        "n{i} sent {} bytes over a {}-byte budget",
+                        t.payload.len(),
+                        self.budget
+                    );
+                    out.push(t);
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events[i].push(e);
+                }
+                for t in out {
+                    any = true;
+                    self.log.push((i, t.clone()));
+                    let Some(j) = self.index(t.to) else { continue };
+                    if self.isolated.contains(&i) || self.isolated.contains(&j) {
+                        continue;
+                    }
+                    let from = self.nodes[i].local_id().addr;
+                    self.nodes[j].handle_packet(self.now, from, &t.payload);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("the engines never went quiet");
+    }
+
+    /// Moves the clock by `d`, runs due timers, delivers.
+    fn step(&mut self, d: Duration) {
+        self.now += d;
+        for e in &mut self.nodes {
+            if e.poll_timeout() <= self.now {
+                e.handle_timeout(self.now);
+            }
+        }
+        self.deliver();
+    }
+
+    /// Runs in 10 ms steps until `done` or `limit` of virtual time.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            self.step(Duration::from_millis(10));
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    /// Whether every engine holds every engine's live state as its owner.
+    fn converged(&self) -> bool {
+        self.nodes.iter().all(|owner| {
+            let name = &owner.local_id().name;
+            let truth = owner.entries(name);
+            self.nodes.iter().all(|e| e.entries(name) == truth)
+        })
+    }
+}
+
+fn key_sets<'a>(events: &'a [Event], owner: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    events.iter().filter_map(move |e| match e {
+        Event::KeySet { node, key, .. } if node.name == owner => Some(key.as_str()),
+        _ => None,
+    })
+}
+
+fn key_deletes<'a>(events: &'a [Event], owner: &'a str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter_map(move |e| match e {
+            Event::KeyDeleted { node, key, .. } if node.name == owner => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ----- reconciliation -------------------------------------------------------
+
+#[test]
+fn two_engines_reconcile() {
+    let mut net = Net::new(2, 1400);
+    for i in 0..30 {
+        net.nodes[0]
+            .set(&format!("a{i}"), format!("value {i}"))
+            .unwrap();
+    }
+    for i in 0..3 {
+        net.nodes[1].set(&format!("b{i}"), "x").unwrap();
+    }
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert_eq!(net.nodes[1].entries("n0").unwrap().len(), 30);
+    // The receiver heard of the node once and of each key once.
+    let joined: Vec<_> = net.events[1]
+        .iter()
+        .filter(|e| matches!(e, Event::MemberJoined(n) if n.name == "n0"))
+        .collect();
+    assert_eq!(joined.len(), 1);
+    let mut keys: Vec<&str> = key_sets(&net.events[1], "n0").collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 30);
+    assert_eq!(net.nodes[0].fingerprint(), net.nodes[1].fingerprint());
+    // Later writes follow.
+    net.nodes[1].set("b0", "changed").unwrap();
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert_eq!(
+        net.nodes[0].get("n1", "b0"),
+        Some(Bytes::from_static(b"changed"))
+    );
+}
+
+#[test]
+fn three_engines_reconcile_through_a_chain_of_seeds() {
+    // n1 knows n0, n2 knows n1: n0 and n2 meet through n1.
+    let mut net = Net::new(3, 1400);
+    for (i, e) in net.nodes.iter_mut().enumerate() {
+        for k in 0..10 {
+            e.set(&format!("k{k}"), format!("n{i}-{k}")).unwrap();
+        }
+    }
+    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    for e in &net.nodes {
+        assert_eq!(e.member_count(), 3);
+    }
+    let now = net.now;
+    net.nodes[2].delete(now, "k3").unwrap();
+    net.nodes[0].set("k4", "again").unwrap();
+    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    assert_eq!(net.nodes[0].get("n2", "k3"), None);
+    assert_eq!(key_deletes(&net.events[0], "n2"), ["k3"]);
+    assert_eq!(
+        net.nodes[2].get("n0", "k4"),
+        Some(Bytes::from_static(b"again"))
+    );
+}
+
+#[test]
+fn a_small_budget_pages_the_state_and_is_never_exceeded() {
+    let budget = 300;
+    let mut net = Net::new(3, budget);
+    for i in 0..60 {
+        net.nodes[0]
+            .set(&format!("key-{i}"), vec![i as u8; 60])
+            .unwrap();
+    }
+    assert!(net.run_until(Duration::from_secs(30), Net::converged));
+    // Every datagram was checked on the way; the state needed many.
+    assert!(net.log.len() > 20);
+    for e in &net.nodes {
+        assert!(e.metrics().largest_packet_sent <= budget);
+    }
+}
+
+// ----- generations ----------------------------------------------------------
+
+#[test]
+fn a_new_generation_replaces_the_old_and_stale_packets_cannot_resurrect_it() {
+    let mut net = Net::new(2, 1400);
+    net.nodes[0].set("old", "1").unwrap();
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    let gen1: Vec<Bytes> = net
+        .log
+        .iter()
+        .filter(|(i, _)| *i == 0)
+        .map(|(_, t)| t.payload.clone())
+        .collect();
+    assert!(!gen1.is_empty());
+
+    // n0 restarts with generation 2 and new state.
+    let mut restarted = Engine::new(config(), id(0, 2), 1400, 99, net.now).unwrap();
+    restarted.set("new", "2").unwrap();
+    restarted.add_seeds([addr(1)]);
+    net.nodes[0] = restarted;
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.nodes[1].get("n0", "new").is_some()
+    }));
+    assert!(net.events[1].contains(&Event::MemberRestarted {
+        old: id(0, 1),
+        new: id(0, 2)
+    }));
+    let view = net.nodes[1].entries("n0").unwrap();
+    assert_eq!(Some(view.clone()), net.nodes[0].entries("n0"));
+    assert!(!view.contains_key("old"));
+
+    // Every datagram the old generation ever sent, replayed.
+    let stale_before = net.nodes[1].metrics().stale_generation;
+    let events_before = net.events[1].len();
+    for bytes in &gen1 {
+        let now = net.now;
+        net.nodes[1].handle_packet(now, addr(0), bytes);
+    }
+    net.deliver();
+    assert!(net.nodes[1].metrics().stale_generation > stale_before);
+    assert_eq!(net.nodes[1].get("n0", "old"), None);
+    assert_eq!(net.nodes[1].entries("n0").unwrap(), view);
+    let n0: Vec<_> = net.nodes[1]
+        .members()
+        .into_iter()
+        .filter(|m| m.id.name == "n0")
+        .collect();
+    assert_eq!(n0.len(), 1);
+    assert_eq!(n0[0].id.generation, 2);
+    assert!(
+        !net.events[1][events_before..].iter().any(|e| matches!(
+            e,
+            Event::MemberRestarted { .. } | Event::MemberJoined(_) | Event::KeySet { .. }
+        )),
+        "{:?}",
+        &net.events[1][events_before..]
+    );
+}
+
+// ----- tombstones -----------------------------------------------------------
+
+/// The tombstones node `n0` has in `e`'s copy of its state.
+fn tombstones_of_n0(e: &Engine) -> (bool, u64) {
+    let k = e.members.by_name("n0").unwrap();
+    (k.state.has_tombstones(), k.state.last_gc_version())
+}
+
+#[test]
+fn tombstones_spread_and_are_collected_after_the_grace_period() {
+    let mut net = Net::new(3, 1400);
+    net.nodes[0].set("doomed", "1").unwrap();
+    net.nodes[0].set("kept", "1").unwrap();
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    let now = net.now;
+    let version = net.nodes[0].delete(now, "doomed").unwrap();
+    assert_eq!(net.nodes[0].delete(now, "doomed"), None);
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    for i in 1..3 {
+        assert_eq!(key_deletes(&net.events[i], "n0"), ["doomed"]);
+        assert_eq!(net.nodes[i].get("n0", "doomed"), None);
+    }
+    // Held as tombstones until the grace period is over...
+    assert!(net.nodes.iter().all(|e| tombstones_of_n0(e) == (true, 0)));
+    net.run_for(GRACE * 2);
+    // ...then collected everywhere.
+    for e in &net.nodes {
+        assert_eq!(tombstones_of_n0(e), (false, version), "{}", e.local_id());
+    }
+    assert!(net.converged());
+    // A newcomer gets the live state and never hears of the deleted key.
+    let d = net.add(1);
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(!key_sets(&net.events[d], "n0").any(|k| k == "doomed"));
+    let k = net.nodes[d].members.by_name("n0").unwrap();
+    assert_eq!(
+        k.state.max_version(),
+        net.nodes[0]
+            .members
+            .by_name("n0")
+            .unwrap()
+            .state
+            .max_version()
+    );
+}
+
+#[test]
+fn a_peer_that_missed_collected_deletions_is_reset() {
+    let mut net = Net::new(3, 1400);
+    for i in 0..8 {
+        net.nodes[0].set(&format!("k{i}"), "v").unwrap();
+    }
+    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    net.isolated.insert(2);
+    let now = net.now;
+    net.nodes[0].delete(now, "k2").unwrap();
+    net.nodes[0].delete(now, "k5").unwrap();
+    net.nodes[0].set("k9", "new").unwrap();
+    net.run_for(GRACE * 2);
+    let (_, gc) = tombstones_of_n0(&net.nodes[0]);
+    assert!(gc > 8, "the deletions were collected at n0");
+    assert!(net.nodes[2].get("n0", "k2").is_some(), "n2 heard nothing");
+    net.isolated.clear();
+    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    // It was the reset path: n2 got n0's state again from version 0.
+    let reset = net.log.iter().any(|(_, t)| {
+        t.to == addr(2)
+            && proto::Packet::decode(t.payload.clone()).is_ok_and(|p| {
+                p.messages.iter().any(|m| {
+                    let deltas = match &m.kind {
+                        Some(Kind::SynAck(sa)) => &sa.deltas,
+                        Some(Kind::Ack(a)) => &a.deltas,
+                        _ => return false,
+                    };
+                    deltas.iter().any(|d| {
+                        d.node.as_ref().is_some_and(|n| n.name == "n0")
+                            && d.from_version == 0
+                            && d.last_gc_version == gc
+                    })
+                })
+            })
+    });
+    assert!(reset, "n2 was not reset");
+    let mut deleted = key_deletes(&net.events[2], "n0");
+    deleted.sort_unstable();
+    assert_eq!(deleted, ["k2", "k5"]);
+    assert_eq!(tombstones_of_n0(&net.nodes[2]), (false, gc));
+}
+
+// ----- local writes ---------------------------------------------------------
+
+#[test]
+fn set_refuses_what_could_never_be_gossiped_and_changes_nothing() {
+    let now = Instant::now();
+    let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
+    let fp = e.fingerprint();
+    let long_key = "k".repeat(config().max_key_len + 1);
+    assert_eq!(
+        e.set(&long_key, "v"),
+        Err(SetError::KeyTooLong {
+            len: 257,
+            max: config().max_key_len
+        })
+    );
+    let err = e.set("k", vec![0u8; 1400]).unwrap_err();
+    let SetError::EntryTooLarge { len, max } = err.clone() else {
+        panic!("{err:?}");
+    };
+    assert!(len > max && max < 1400);
+    assert!(err.to_string().contains(&max.to_string()), "{err}");
+    assert_eq!(e.entries("n0"), Some(Default::default()));
+    assert_eq!(e.fingerprint(), fp);
+    // No version was taken by the refusals.
+    assert_eq!(e.set("k", "v"), Ok(1));
+}
+
+/// The longest value under key "k" that `set` accepts.
+fn largest_value(e: &mut Engine) -> usize {
+    let (mut ok, mut too_big) = (0, e.budget());
+    while too_big - ok > 1 {
+        let mid = (ok + too_big) / 2;
+        match e.set("probe", vec![0u8; mid]) {
+            Ok(_) => ok = mid,
+            Err(SetError::EntryTooLarge { .. }) => too_big = mid,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    ok
+}
+
+#[test]
+fn the_largest_entry_set_accepts_is_gossiped() {
+    for budget in [400, 1400] {
+        let mut net = Net::new(3, budget);
+        let biggest = largest_value(&mut net.nodes[0]);
+        assert!(biggest > budget / 2, "{biggest} of {budget}");
+        net.nodes[0].set("big", vec![7u8; biggest]).unwrap();
+        assert!(
+            net.run_until(Duration::from_secs(10), Net::converged),
+            "budget {budget}: an accepted entry of {biggest} bytes did not spread"
+        );
+        assert_eq!(
+            net.nodes[2].get("n0", "big").map(|v| v.len()),
+            Some(biggest)
+        );
+    }
+}
+
+// ----- hostile input --------------------------------------------------------
+
+fn encode(cluster: &str, from: &NodeId, kinds: Vec<Kind>) -> Vec<u8> {
+    proto::Packet {
+        version: wire::PROTOCOL_VERSION,
+        cluster: wire::cluster_id(cluster),
+        from: Some(from.to_proto()),
+        messages: kinds
+            .into_iter()
+            .map(|k| proto::Message { kind: Some(k) })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+/// A delta of `owner`'s state from version 0 with one entry per key.
+fn delta_of(owner: &NodeId, keys: &[&str]) -> proto::NodeDelta {
+    proto::NodeDelta {
+        node: Some(owner.to_proto()),
+        from_version: 0,
+        to_version: keys.len() as u64,
+        last_gc_version: 0,
+        entries: keys
+            .iter()
+            .zip(1..)
+            .map(|(k, v)| proto::KeyValue {
+                key: (*k).into(),
+                value: Bytes::from_static(b"v"),
+                version: v,
+                tombstone: false,
+            })
+            .collect(),
+    }
+}
+
+fn ack(deltas: Vec<proto::NodeDelta>) -> Kind {
+    Kind::Ack(proto::Ack { deltas })
+}
+
+#[test]
+fn garbage_other_clusters_and_claims_about_us_are_dropped_and_counted() {
+    let now = Instant::now();
+    let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
+    e.set("mine", "1").unwrap();
+    let mine = e.entries("n0");
+    let peer = id(1, 1);
+    let cluster = config().cluster;
+
+    e.handle_packet(now, addr(1), &[]);
+    e.handle_packet(now, addr(1), &vec![0u8; 70_000]);
+    e.handle_packet(now, addr(1), b"\xff\xff\xff\xffnot protobuf");
+    e.handle_packet(now, addr(1), &encode("elsewhere", &peer, vec![ack(vec![])]));
+    let mut v2 = proto::Packet::decode(&encode(&cluster, &peer, vec![ack(vec![])])[..]).unwrap();
+    v2.version = 2;
+    e.handle_packet(now, addr(1), &v2.encode_to_vec());
+    let nameless = NodeId::new("", 1, addr(1));
+    e.handle_packet(
+        now,
+        addr(1),
+        &encode(&cluster, &nameless, vec![ack(vec![])]),
+    );
+    // Our own name as the sender: a loop or a spoof.
+    let me_again = id(0, 7);
+    let about_me = delta_of(&me_again, &["mine", "evil"]);
+    e.handle_packet(
+        now,
+        addr(1),
+        &encode(&cluster, &me_again, vec![ack(vec![about_me.clone()])]),
+    );
+    let d = &e.metrics().drops;
+    assert_eq!(
+        (
+            d.empty,
+            d.oversize,
+            d.malformed,
+            d.cluster,
+            d.version,
+            d.invalid,
+            d.from_self
+        ),
+        (1, 1, 1, 1, 1, 1, 1)
+    );
+    assert_eq!(d.total(), 7);
+    assert_eq!(
+        e.member_count(),
+        1,
+        "nothing was learnt from dropped packets"
+    );
+    assert_eq!(e.poll_event(), None);
+
+    // A valid packet from a peer, carrying a delta about us.
+    e.handle_packet(
+        now,
+        addr(1),
+        &encode(&cluster, &peer, vec![ack(vec![about_me])]),
+    );
+    assert_eq!(e.metrics().deltas_about_self, 1);
+    assert_eq!(e.entries("n0"), mine);
+    assert_eq!(e.member_count(), 2, "the peer itself is real");
+    assert_eq!(e.metrics().drops.total(), 7);
+}
+
+fn engine_with_a_peer(now: Instant) -> Engine {
+    let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
+    e.set("a", "1").unwrap();
+    let peer = id(1, 1);
+    e.handle_packet(
+        now,
+        addr(1),
+        &encode(
+            &config().cluster,
+            &peer,
+            vec![ack(vec![delta_of(&peer, &["x", "y"])])],
+        ),
+    );
+    assert_eq!(e.member_count(), 2);
+    e
+}
+
+fn drain_within_budget(e: &mut Engine) -> Result<(), TestCaseError> {
+    while let Some(t) = e.poll_transmit() {
+        prop_assert!(t.payload.len() <= e.budget());
+    }
+    while e.poll_event().is_some() {}
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_engine(
+        datagrams in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..6),
+    ) {
+        let now = Instant::now();
+        let mut e = engine_with_a_peer(now);
+        for (i, bytes) in datagrams.iter().enumerate() {
+            e.handle_packet(now + Duration::from_millis(i as u64), addr(1), bytes);
+            drain_within_budget(&mut e)?;
+        }
+        e.handle_timeout(now + Duration::from_secs(1));
+        drain_within_budget(&mut e)?;
+    }
+
+    /// Valid packets of every kind, with our cluster id: they get past the
+    /// decoder into the protocol, which must neither panic nor answer
+    /// above the budget.
+    #[test]
+    fn arbitrary_valid_packets_never_panic_the_engine(
+        packets in prop::collection::vec(crate::wire::tests::packet(), 1..4),
+    ) {
+        let now = Instant::now();
+        let mut e = engine_with_a_peer(now);
+        let cluster = wire::cluster_id(&config().cluster);
+        for (i, mut p) in packets.into_iter().enumerate() {
+            p.cluster = cluster;
+            let at = now + Duration::from_millis(i as u64 * 100);
+            e.handle_packet(at, addr(1), &p.encode_to_vec());
+            drain_within_budget(&mut e)?;
+            e.handle_timeout(at);
+            drain_within_budget(&mut e)?;
+        }
+    }
+}
+
+// ----- scale ----------------------------------------------------------------
+
+/// Teaches node 0 of `net` `n` synthetic nodes, each holding one key at a
+/// version between 1 and a few hundred. Datagrams to them reach node 0.
+fn add_synthetic_nodes(net: &mut Net, n: usize) -> Vec<NodeId> {
+    let feeder = NodeId::new("feeder", 1, "10.9.9.9:7946".parse().unwrap());
+    let ids: Vec<NodeId> = (0..n)
+        .map(|i| {
+            let ip = Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1);
+            NodeId::new(format!("s{i:04}"), 1, SocketAddr::new(ip.into(), 7946))
+        })
+        .collect();
+    for chunk in ids.chunks(400) {
+        let deltas = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let version = 1 + (i as u64 * 7) % 300;
+                proto::NodeDelta {
+                    node: Some(id.to_proto()),
+                    from_version: 0,
+                    to_version: version,
+                    last_gc_version: 0,
+                    entries: vec![proto::KeyValue {
+                        key: "role".into(),
+                        value: Bytes::from_static(b"synthetic"),
+                        version,
+                        tombstone: false,
+                    }],
+                }
+            })
+            .collect();
+        let bytes = encode(&config().cluster, &feeder, vec![ack(deltas)]);
+        assert!(bytes.len() <= wire::MAX_PACKET);
+        let now = net.now;
+        net.nodes[0].handle_packet(now, feeder.addr, &bytes);
+    }
+    while net.nodes[0].poll_transmit().is_some() {}
+    net.fallback = Some(0);
+    ids
+}
+
+fn syn_digest(payload: &[u8]) -> Option<proto::Digest> {
+    let p = proto::Packet::decode(payload).ok()?;
+    p.messages.into_iter().find_map(|m| match m.kind {
+        Some(Kind::Syn(s)) => s.digest,
+        _ => None,
+    })
+}
+
+#[test]
+fn a_digest_of_a_thousand_nodes_is_paged_within_the_budget() {
+    let mut net = Net::new(1, 1400);
+    add_synthetic_nodes(&mut net, 1000);
+    let e = &net.nodes[0];
+    assert_eq!(e.member_count(), 1002);
+    let all: HashSet<u64> = e.members.keys().collect();
+    let me = e.local_id().key();
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    for _ in 0..100 {
+        net.step(config().gossip_interval);
+        let syns: Vec<proto::Digest> = net
+            .log
+            .drain(..)
+            .filter_map(|(_, t)| syn_digest(&t.payload))
+            .collect();
+        for d in syns {
+            pages += 1;
+            assert!(!d.complete);
+            assert_eq!(d.node_count, 1002);
+            assert!(
+                d.nodes.len() >= 80,
+                "a page of only {} lines",
+                d.nodes.len()
+            );
+            assert!(d.nodes.contains(&me), "a page always lists its sender");
+            seen.extend(d.nodes);
+        }
+    }
+    assert!(pages >= 20);
+    assert!(net.nodes[0].metrics().largest_packet_sent <= 1400);
+    // The rotating window got round to every node.
+    assert_eq!(seen, all);
+}
+
+#[test]
+fn answers_about_a_thousand_nodes_fit_the_budget() {
+    let mut net = Net::new(1, 1400);
+    let ids = add_synthetic_nodes(&mut net, 1000);
+    let peer = id(5, 1);
+    let cluster = config().cluster;
+    // A peer ahead on every node, and knowing 300 nodes we never heard of.
+    let ahead = proto::Digest {
+        fingerprint: 1,
+        node_count: 1300,
+        complete: false,
+        nodes: ids
+            .iter()
+            .map(NodeId::key)
+            .chain(1_000_000..1_000_300)
+            .collect(),
+        max_versions: vec![10_000; 1300],
+        last_gc_versions: vec![],
+        unknown: vec![],
+    };
+    // A peer that has heard of every node but holds nothing.
+    let behind = proto::Digest {
+        fingerprint: 2,
+        node_count: 1001,
+        complete: true,
+        nodes: ids.iter().map(NodeId::key).collect(),
+        max_versions: vec![0; 1000],
+        last_gc_versions: vec![],
+        unknown: vec![],
+    };
+    for digest in [ahead, behind] {
+        let syn = Kind::Syn(proto::Syn {
+            digest: Some(digest),
+            follow_up: false,
+        });
+        let now = net.now;
+        net.nodes[0].handle_packet(now, addr(5), &encode(&cluster, &peer, vec![syn]));
+        let t = net.nodes[0].poll_transmit().expect("an answer");
+        assert!(t.payload.len() <= 1400);
+        let p = proto::Packet::decode(t.payload).unwrap();
+        let Some(Kind::SynAck(sa)) = &p.messages[0].kind else {
+            panic!("{p:?}")
+        };
+        let d = sa.digest.as_ref().unwrap();
+        assert!(
+            !d.nodes.is_empty() || !d.unknown.is_empty() || !sa.deltas.is_empty(),
+            "an empty answer"
+        );
+        while net.nodes[0].poll_transmit().is_some() {}
+    }
+}
+
+#[test]
+fn a_newcomer_learns_hundreds_of_nodes_through_paged_exchanges() {
+    let mut net = Net::new(1, 1400);
+    let ids = add_synthetic_nodes(&mut net, 300);
+    let fresh = net.add(0);
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        n.nodes[fresh].member_count() == n.nodes[0].member_count()
+    }));
+    for id in &ids {
+        assert_eq!(
+            net.nodes[fresh].entries(&id.name),
+            net.nodes[0].entries(&id.name),
+            "{id}"
+        );
+    }
+    assert_eq!(net.nodes[fresh].fingerprint(), net.nodes[0].fingerprint());
+    let largest: HashMap<usize, usize> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.metrics().largest_packet_sent))
+        .collect();
+    assert!(largest.values().all(|l| *l <= 1400), "{largest:?}");
+}

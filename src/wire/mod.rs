@@ -142,6 +142,9 @@ fn validate(p: &proto::Packet, limits: &Limits) -> Result<(), DecodeError> {
                 )?;
                 proto::MemberState::try_from(u.state)
                     .map_err(|_| DecodeError::Invalid("unknown member state"))?;
+                if u.from.len() > limits.max_name_len {
+                    return Err(DecodeError::Invalid("suspector name too long"));
+                }
             }
             Kind::Broadcast(b) => {
                 if b.origin.len() > limits.max_name_len {
@@ -237,4 +240,4 @@ pub fn field_len(len: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
