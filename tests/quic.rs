@@ -1,0 +1,434 @@
+//! `Quic` end to end on loopback: conformance, a cluster converging over
+//! it, peers without a valid certificate refused before anything they send
+//! is delivered, connections re-established after a loss, and the budget.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use scuttlewire::transport::{QUIC_ALPN, Quic, QuicConfig, Transport, TransportError};
+use scuttlewire::{Config, Node};
+use tokio::time::timeout;
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+/// The committed development credentials of `node` (1..=3).
+fn dev(node: u8) -> QuicConfig {
+    let dir = certs();
+    QuicConfig::from_pem_files(
+        dir.join("ca.pem"),
+        dir.join(format!("node-{node}.pem")),
+        dir.join(format!("node-{node}.key")),
+    )
+    .unwrap()
+}
+
+async fn bind(config: QuicConfig) -> Quic {
+    Quic::bind(loopback(), config).await.unwrap()
+}
+
+async fn recv(t: &Quic) -> (SocketAddr, Bytes) {
+    timeout(PATIENCE, t.recv())
+        .await
+        .expect("datagram did not arrive")
+        .expect("recv failed")
+}
+
+/// Asserts nothing is delivered for `wait`.
+async fn nothing_arrives(t: &Quic, wait: Duration) {
+    if let Ok(got) = timeout(wait, t.recv()).await {
+        panic!("expected nothing, got {got:?}");
+    }
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn ca_params(name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = dn(name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A node certificate for `localhost` signed by `issuer`, valid from
+/// `from` to `until` (years).
+fn node_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    from: i32,
+    until: i32,
+) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name = dn("intruder");
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let cert = params.signed_by(&key, issuer).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (cert.der().clone(), key)
+}
+
+/// The committed development CA, able to sign (as a leaked-but-expired
+/// certificate would have been).
+fn dev_ca() -> Issuer<'static, KeyPair> {
+    let key = KeyPair::from_pem(&std::fs::read_to_string(certs().join("ca.key")).unwrap()).unwrap();
+    Issuer::new(ca_params("scuttlewire cluster CA"), key)
+}
+
+/// A configuration that trusts the cluster CA (so, as a client, it goes
+/// through with the handshake and sends) but presents `cert`.
+fn intruder(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> QuicConfig {
+    let mut config = QuicConfig::new(dev(1).ca, vec![cert], key);
+    config.connect_timeout = Duration::from_secs(2);
+    config
+}
+
+#[cfg(feature = "testing")]
+#[tokio::test]
+async fn quic_conforms() {
+    scuttlewire::transport::conformance::run_all(|| bind(dev(1))).await;
+}
+
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_conforms_on_a_multi_threaded_runtime() {
+    scuttlewire::transport::conformance::run_all(|| bind(dev(2))).await;
+}
+
+#[tokio::test]
+async fn replies_come_from_the_listening_address() {
+    let (a, b) = (bind(dev(1)).await, bind(dev(2)).await);
+    a.send(b.local_addr(), Bytes::from_static(b"ping"))
+        .await
+        .unwrap();
+    let (from, _) = recv(&b).await;
+    assert_eq!(from, a.local_addr());
+    // The reply rides the connection a opened: no second handshake.
+    b.send(from, Bytes::from_static(b"pong")).await.unwrap();
+    assert_eq!(
+        recv(&a).await,
+        (b.local_addr(), Bytes::from_static(b"pong"))
+    );
+    let (sa, sb) = (a.handle().stats(), b.handle().stats());
+    assert_eq!((sa.connections_dialed, sb.connections_accepted), (1, 1));
+    assert_eq!(sb.connections_dialed, 0, "{sb:?}");
+}
+
+#[tokio::test]
+async fn payload_over_the_budget_is_refused_and_never_sent() {
+    let (a, b) = (bind(dev(1)).await, bind(dev(2)).await);
+    assert_eq!(a.max_payload(), QuicConfig::DEFAULT_MAX_PAYLOAD);
+    assert_eq!(a.max_payload(), 1_150);
+    // Once with no connection yet, once over an established one.
+    for _ in 0..2 {
+        let err = a
+            .send(b.local_addr(), Bytes::from(vec![7; 1_151]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::TooLarge {
+                    len: 1_151,
+                    max: 1_150
+                }
+            ),
+            "{err}"
+        );
+        a.send(b.local_addr(), Bytes::from(vec![1; 1_150]))
+            .await
+            .unwrap();
+        assert_eq!(recv(&b).await.1.len(), 1_150);
+    }
+    // A larger budget needs a larger initial MTU, and then is honoured.
+    let mut big = dev(3);
+    big.initial_mtu = 1_400;
+    big.max_payload = 1_350;
+    let c = bind(big).await;
+    c.send(b.local_addr(), Bytes::from(vec![3; 1_350]))
+        .await
+        .unwrap();
+    assert_eq!(recv(&b).await.1.len(), 1_350);
+    nothing_arrives(&b, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn client_without_a_certificate_is_refused() {
+    // Shows what the member logs (`cargo test -- --nocapture`).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("scuttlewire=debug")
+        .with_test_writer()
+        .try_init();
+    let server = bind(dev(1)).await;
+    let watch = server.handle();
+
+    // A bare quinn client that trusts the cluster CA but has no certificate.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(dev(1).ca[0].clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![QUIC_ALPN.to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic_tls)));
+
+    let connecting = endpoint.connect(server.local_addr(), "localhost").unwrap();
+    let outcome = timeout(PATIENCE, connecting).await.expect("handshake hung");
+    match outcome {
+        // TLS 1.3: the client finishes first and may believe it is in...
+        Ok(conn) => {
+            let sent = conn.send_datagram(Bytes::from_static(b"let me in"));
+            let closed = timeout(PATIENCE, conn.closed())
+                .await
+                .expect("never closed");
+            eprintln!("client saw: handshake ok, send {sent:?}, then closed: {closed}");
+            let text = closed.to_string();
+            assert!(
+                text.contains("certificate") || text.contains("116"),
+                "{text}"
+            );
+        }
+        // ...or learns of the refusal before finishing.
+        Err(e) => eprintln!("client saw: handshake failed: {e}"),
+    }
+    nothing_arrives(&server, Duration::from_millis(500)).await;
+    let stats = watch.stats();
+    assert_eq!(stats.handshakes_refused, 1, "{stats:?}");
+    assert_eq!(
+        (stats.connections_accepted, stats.datagrams_received),
+        (0, 0)
+    );
+    endpoint.close(0u32.into(), b"");
+}
+
+#[tokio::test]
+async fn untrusted_certificates_are_refused_both_ways() {
+    let rogue_ca = Issuer::new(ca_params("rogue CA"), KeyPair::generate().unwrap());
+    let self_signed = {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert.der().clone(), key)
+    };
+    let cases = [
+        ("another CA", node_cert(&rogue_ca, 2020, 2090)),
+        ("self-signed", self_signed),
+        ("expired", node_cert(&dev_ca(), 2000, 2001)),
+    ];
+    for (what, (cert, key)) in cases {
+        let member = bind(dev(1)).await;
+        let intruder = bind(intruder(cert, key)).await;
+        // The intruder dials the member and sends at once.
+        for _ in 0..5 {
+            let _ = intruder
+                .send(member.local_addr(), Bytes::from_static(b"let me in"))
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        nothing_arrives(&member, Duration::from_millis(500)).await;
+        let stats = member.handle().stats();
+        assert!(stats.handshakes_refused >= 1, "{what}: {stats:?}");
+        assert_eq!(
+            (stats.connections_accepted, stats.datagrams_received),
+            (0, 0),
+            "{what}"
+        );
+        // The member dials the intruder and refuses its server certificate.
+        let _ = member
+            .send(intruder.local_addr(), Bytes::from_static(b"hello?"))
+            .await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while member.handle().stats().dial_failures == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: dial never failed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stats = member.handle().stats();
+        assert_eq!(stats.dial_failures, 1, "{what}: {stats:?}");
+        assert_eq!(stats.datagrams_sent, 0, "{what}: {stats:?}");
+        nothing_arrives(&intruder, Duration::from_millis(100)).await;
+        // While the back-off lasts, sends fail fast and say why.
+        let err = member
+            .send(intruder.local_addr(), Bytes::from_static(b"hello?"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::Unreachable { .. }),
+            "{what}: {err}"
+        );
+        eprintln!("{what}: member dialling intruder: {err}");
+    }
+}
+
+#[tokio::test]
+async fn dead_peer_does_not_hold_up_the_others() {
+    let (a, b) = (bind(dev(1)).await, bind(dev(2)).await);
+    // Something that swallows UDP and never answers: a handshake to it
+    // can only time out.
+    let black_hole = std::net::UdpSocket::bind(loopback()).unwrap();
+    for i in 0..200u8 {
+        a.send(black_hole.local_addr().unwrap(), Bytes::from(vec![i; 100]))
+            .await
+            .ok();
+    }
+    let started = tokio::time::Instant::now();
+    a.send(b.local_addr(), Bytes::from_static(b"still here"))
+        .await
+        .unwrap();
+    assert_eq!(recv(&b).await.1, Bytes::from_static(b"still here"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let stats = a.handle().stats();
+    assert!(stats.dropped_queue_full >= 200 - 64, "{stats:?}");
+}
+
+async fn start(
+    name: &str,
+    config: QuicConfig,
+    seeds: &[SocketAddr],
+) -> (Node, scuttlewire::transport::QuicHandle) {
+    let mut last = None;
+    // A restarted node may find its old port still held for a moment.
+    for _ in 0..50 {
+        match Quic::bind(loopback(), config.clone()).await {
+            Ok(quic) => {
+                let handle = quic.handle();
+                let node = Node::builder(Config::local().with_name(name))
+                    .seeds(seeds.iter().copied())
+                    .start(quic)
+                    .await
+                    .unwrap();
+                return (node, handle);
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("bind failed: {last:?}");
+}
+
+async fn start_at(
+    name: &str,
+    config: QuicConfig,
+    addr: SocketAddr,
+    seeds: &[SocketAddr],
+) -> (Node, scuttlewire::transport::QuicHandle) {
+    for _ in 0..50 {
+        if let Ok(quic) = Quic::bind(addr, config.clone()).await {
+            let handle = quic.handle();
+            let node = Node::builder(Config::local().with_name(name))
+                .seeds(seeds.iter().copied())
+                .start(quic)
+                .await
+                .unwrap();
+            return (node, handle);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not bind {addr} again");
+}
+
+/// Waits until every node sees `value` under `key` of node `owner`.
+async fn converge(nodes: &[&Node], owner: &str, key: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for node in nodes {
+        loop {
+            let got = node.get(owner, key).await.unwrap();
+            if got.as_deref() == Some(value.as_bytes()) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never saw {owner}.{key} = {value} (has {got:?})",
+                node.local_id().name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_cluster_converges() {
+    let (a, _) = start("node-1", dev(1), &[]).await;
+    let seed = [a.local_id().addr];
+    let (b, _) = start("node-2", dev(2), &seed).await;
+    let (c, _) = start("node-3", dev(3), &seed).await;
+    for (node, v) in [(&a, "1"), (&b, "2"), (&c, "3")] {
+        node.set("role", v).await.unwrap();
+    }
+    let all = [&a, &b, &c];
+    converge(&all, "node-1", "role", "1").await;
+    converge(&all, "node-2", "role", "2").await;
+    converge(&all, "node-3", "role", "3").await;
+    for node in all {
+        assert_eq!(node.members().await.unwrap().len(), 3);
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_connection_is_reestablished() {
+    let (a, quic_a) = start("node-1", dev(1), &[]).await;
+    let (b, quic_b) = start("node-2", dev(2), &[a.local_id().addr]).await;
+    b.set("k", "v1").await.unwrap();
+    converge(&[&a], "node-2", "k", "v1").await;
+    let before = (quic_a.stats(), quic_b.stats());
+
+    // Kill the connection mid-gossip from a's side.
+    assert!(quic_a.disconnect(b.local_id().addr) >= 1);
+    b.set("k", "v2").await.unwrap();
+    a.set("k", "a2").await.unwrap();
+    converge(&[&a], "node-2", "k", "v2").await;
+    converge(&[&b], "node-1", "k", "a2").await;
+    let after = (quic_a.stats(), quic_b.stats());
+    let opened =
+        |s: &scuttlewire::transport::QuicStats| s.connections_dialed + s.connections_accepted;
+    assert!(opened(&after.0) > opened(&before.0), "{:?}", after.0);
+    assert!(opened(&after.1) > opened(&before.1), "{:?}", after.1);
+
+    // Restart b at the same address: a reaches the new b.
+    let b_addr = b.local_id().addr;
+    b.shutdown().await;
+    let (b2, _) = start_at("node-2", dev(2), b_addr, &[a.local_id().addr]).await;
+    b2.set("k", "v3").await.unwrap();
+    converge(&[&a], "node-2", "k", "v3").await;
+    a.set("k", "a3").await.unwrap();
+    converge(&[&b2], "node-1", "k", "a3").await;
+    a.shutdown().await;
+    b2.shutdown().await;
+}
