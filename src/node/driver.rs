@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use super::keys::{KEYS_STATE_KEY, KeyPublisher};
 use super::{Command, NodeMetrics, SeedProvider};
 use crate::Event;
 use crate::engine::Engine;
@@ -21,6 +22,7 @@ pub(crate) async fn run<T: Transport>(
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     mut seed_provider: Option<SeedProvider>,
+    mut keys: Option<KeyPublisher>,
 ) {
     let mut send_errors = 0u64;
     let mut recv_errors = 0u64;
@@ -77,9 +79,20 @@ pub(crate) async fn run<T: Transport>(
                     shutdown_ack = Some(ack);
                     break;
                 }
+                Some(Command::PublishKeys(ack)) => {
+                    let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine));
+                    let _ = ack.send(published);
+                }
                 Some(cmd) => handle(&mut engine, cmd, send_errors, recv_errors),
             },
             () = tokio::time::sleep_until(deadline) => {
+                // Keyring changes made around the node handle (through a
+                // `Keyring` clone) are published here, within one interval.
+                if let Some(k) = keys.as_mut() {
+                    if let Err(e) = k.publish(&mut engine) {
+                        tracing::debug!(error = %e, "could not publish key ids");
+                    }
+                }
                 engine.handle_timeout(Instant::now().into_std());
             }
         }
@@ -113,9 +126,22 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
                 engine: engine.metrics().clone(),
                 send_errors,
                 recv_errors,
+                seal: None,
             });
         }
+        Command::ClusterKeys(tx) => {
+            let snapshot = engine
+                .members()
+                .into_iter()
+                .map(|m| {
+                    let value = engine.get(&m.id.name, KEYS_STATE_KEY);
+                    (m, value)
+                })
+                .collect();
+            let _ = tx.send(snapshot);
+        }
         Command::AddSeeds(seeds) => engine.add_seeds(seeds),
-        Command::Shutdown(_) => {}
+        // Handled in `run`, which owns what they need.
+        Command::Shutdown(_) | Command::PublishKeys(_) => {}
     }
 }

@@ -16,9 +16,44 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Encrypted UDP and key rotation
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use scuttlewire::seal::{Key, Keyring};
+//! use scuttlewire::transport::EncryptionConfig;
+//! use scuttlewire::{Config, Node};
+//! let key = Key::from_base64("<the cluster key, from Key::generate().to_base64()>")?;
+//! let node = Node::builder(Config::lan().with_name("web-1"))
+//!     .start_encrypted_udp(
+//!         "0.0.0.0:7946".parse()?,
+//!         Keyring::new(key),
+//!         EncryptionConfig::default(),
+//!     )
+//!     .await?;
+//! // Later, on every member: install, then use once safe, then remove.
+//! let new = node.install_key(Key::generate()?).await?;
+//! if node.cluster_keys().await?.safe_to_use(new) {
+//!     node.use_key(new).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! * `driver` — the task that owns the engine and the transport.
+//! * `events` — [`EventStream`].
+//! * `encrypted` — starting a node on an [`Encrypted`](crate::transport::Encrypted)
+//!   transport.
+//! * `keys` — key rotation through the handle and the `__sw.keys` gossip.
+//! * `cluster_keys` — [`ClusterKeys`], the cluster-wide view of keys.
 
+mod cluster_keys;
 mod driver;
+mod encrypted;
 mod events;
+mod keys;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,11 +63,16 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use cluster_keys::{ClusterKeys, KeyUsage, MemberKeys};
 pub use events::EventStream;
+pub use keys::KEYS_STATE_KEY;
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, EngineError, Member, Metrics, NodeId, SetError};
-use crate::transport::{Transport, TransportError, Udp};
+use crate::seal::{Keyring, KeyringError};
+use crate::transport::{EncryptedStats, Transport, TransportError, Udp};
+use encrypted::SealStats;
+use keys::KeyPublisher;
 
 /// Errors of the node API.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +90,14 @@ pub enum NodeError {
     /// A write was refused; the state is unchanged.
     #[error(transparent)]
     Set(#[from] SetError),
+    /// A key operation on a node started without a keyring (plain
+    /// transport and no [`NodeBuilder::keyring`]). Nothing changed.
+    #[error("this node has no keyring (it was started without encryption)")]
+    NoKeyring,
+    /// A keyring change was refused (unknown key id, or removing the
+    /// primary). Nothing changed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
     /// The node has shut down.
     #[error("node has shut down")]
     Closed,
@@ -67,6 +115,10 @@ pub(crate) enum Command {
     Members(oneshot::Sender<Vec<Member>>),
     Metrics(oneshot::Sender<NodeMetrics>),
     AddSeeds(Vec<SocketAddr>),
+    /// Publish the keyring's ids under `__sw.keys` now (if they changed).
+    PublishKeys(oneshot::Sender<Result<(), SetError>>),
+    /// Every member with its raw `__sw.keys` value, in one snapshot.
+    ClusterKeys(oneshot::Sender<Vec<(Member, Option<Bytes>)>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -79,6 +131,11 @@ pub struct NodeMetrics {
     pub send_errors: u64,
     /// Transport errors on receive (transient; the node carried on).
     pub recv_errors: u64,
+    /// The encrypted transport's counters (sealed, opened, dropped by
+    /// reason), when the node was started with
+    /// [`NodeBuilder::start_encrypted_udp`] or
+    /// [`NodeBuilder::start_encrypted`]; `None` otherwise.
+    pub seal: Option<EncryptedStats>,
 }
 
 /// Configures and starts a node.
@@ -89,6 +146,7 @@ pub struct NodeBuilder {
     initial_state: Vec<(String, Bytes)>,
     advertise: Option<SocketAddr>,
     event_capacity: usize,
+    keyring: Option<Keyring>,
 }
 
 impl NodeBuilder {
@@ -128,6 +186,17 @@ impl NodeBuilder {
         self
     }
 
+    /// The keyring of the encrypted transport given to
+    /// [`NodeBuilder::start`], so that the node gossips the ids of its keys
+    /// (under [`KEYS_STATE_KEY`]) and [`Node::install_key`] and friends work.
+    /// Pass a clone of the very keyring the transport uses. Not needed with
+    /// [`NodeBuilder::start_encrypted_udp`] or
+    /// [`NodeBuilder::start_encrypted`], which replace it with theirs.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
     /// Starts the node on plain UDP bound to `bind` (default 1,400-byte
     /// payload budget).
     pub async fn start_udp(self, bind: SocketAddr) -> Result<Node, NodeError> {
@@ -138,6 +207,14 @@ impl NodeBuilder {
 
     /// Starts the node on `transport`; the returned handle is ready at once.
     pub async fn start<T: Transport>(self, transport: T) -> Result<Node, NodeError> {
+        self.start_with(transport, None).await
+    }
+
+    async fn start_with<T: Transport>(
+        self,
+        transport: T,
+        seal: Option<SealStats>,
+    ) -> Result<Node, NodeError> {
         let mut config = self.config;
         config.validate()?;
         let addr = self.advertise.unwrap_or_else(|| transport.local_addr());
@@ -167,6 +244,10 @@ impl NodeBuilder {
             engine.set(&k, v)?;
         }
         engine.add_seeds(self.seeds);
+        let mut publisher = self.keyring.clone().map(KeyPublisher::new);
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.publish(&mut engine)?;
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (events_tx, _) = broadcast::channel(self.event_capacity);
         let task = tokio::spawn(driver::run(
@@ -175,6 +256,7 @@ impl NodeBuilder {
             cmd_rx,
             events_tx.clone(),
             self.seed_provider,
+            publisher,
         ));
         Ok(Node {
             inner: Arc::new(Inner {
@@ -182,6 +264,8 @@ impl NodeBuilder {
                 cmd: cmd_tx,
                 events: events_tx.downgrade(),
                 task: Mutex::new(Some(task)),
+                keyring: self.keyring,
+                seal,
             }),
         })
     }
@@ -194,6 +278,10 @@ struct Inner {
     /// sender) stops.
     events: broadcast::WeakSender<crate::Event>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Shared with the transport, when started with one.
+    keyring: Option<Keyring>,
+    /// Reads the encrypted transport's counters while it exists.
+    seal: Option<SealStats>,
 }
 
 /// A handle to a running node. Cheap to clone; the node stops when
@@ -219,6 +307,7 @@ impl Node {
             initial_state: Vec::new(),
             advertise: None,
             event_capacity: 16_384,
+            keyring: None,
         }
     }
 
@@ -272,7 +361,9 @@ impl Node {
 
     /// A snapshot of the node's counters.
     pub async fn metrics(&self) -> Result<NodeMetrics, NodeError> {
-        self.ask(Command::Metrics).await
+        let mut metrics = self.ask(Command::Metrics).await?;
+        metrics.seal = self.seal_stats();
+        Ok(metrics)
     }
 
     /// Adds seed addresses at run time.
