@@ -34,6 +34,43 @@ pub struct Config {
     pub tombstone_grace: Duration,
     /// Longest key accepted by `set`, in bytes. Range 1..=1024, default 256.
     pub max_key_len: usize,
+    /// Time between two SWIM probes of this node (each probes one member).
+    /// Range 10 ms..=60 s. Default 1 s (LAN), 2 s (WAN), 200 ms (local).
+    pub probe_interval: Duration,
+    /// Longest wait for a direct probe's ack before indirect probes are
+    /// sent; the phi-accrual detector shortens it on quiet links (never
+    /// below a tenth). Must be below `probe_interval`. Default 500 ms
+    /// (LAN), 1.5 s (WAN), 100 ms (local).
+    pub probe_timeout: Duration,
+    /// Members asked to probe a silent member on our behalf (`PingReq`).
+    /// Range 0..=16, default 3.
+    pub indirect_checks: usize,
+    /// Suspicion timeout floor, in probe intervals, scaled by log10(N):
+    /// `suspicion_mult · max(1, log10 N) · probe_interval`. It is reached
+    /// only once independent suspectors confirm (Lifeguard); a lone
+    /// suspicion waits `suspicion_max_mult` times longer. Range 1..=32,
+    /// default 2 (LAN), 4 (WAN).
+    pub suspicion_mult: u32,
+    /// Ceiling of the suspicion timeout as a multiple of its floor.
+    /// Range 1..=32, default 6.
+    pub suspicion_max_mult: u32,
+    /// Each rumor (membership change, broadcast) is sent
+    /// `retransmit_mult · ceil(log10(N + 1))` times. Range 1..=32, default 4.
+    pub retransmit_mult: u32,
+    /// Phi at which a probe counts as failed (Hayashibara et al.); 8 means
+    /// a one-in-10⁸ delay. Range 1.0..=32.0, default 8.
+    pub conviction_threshold: f64,
+    /// Highest Lifeguard local-health score: a node that misses nacks or
+    /// has to refute suspicions stretches its own probe timing by up to
+    /// `1 + awareness_max` times. Range 0..=32, default 8.
+    pub awareness_max: u32,
+    /// How long a dead or departed member is kept (a dead one is re-probed
+    /// with exponential backoff meanwhile, as it may come back) before it
+    /// is removed and its state collected. Range 1 s..=1 day; default 60 s.
+    pub dead_retention: Duration,
+    /// Members a pending rumor is pushed to each gossip round, besides the
+    /// piggybacking on probes. Range 1..=16, default 3.
+    pub gossip_nodes: usize,
 }
 
 /// A configuration value out of range.
@@ -64,6 +101,16 @@ impl Config {
             gossip_fanout: 1,
             tombstone_grace: Duration::from_secs(300),
             max_key_len: 256,
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 2,
+            suspicion_max_mult: 6,
+            retransmit_mult: 4,
+            conviction_threshold: 8.0,
+            awareness_max: 8,
+            dead_retention: Duration::from_secs(60),
+            gossip_nodes: 3,
         }
     }
 
@@ -72,6 +119,10 @@ impl Config {
         Config {
             gossip_interval: Duration::from_millis(500),
             tombstone_grace: Duration::from_secs(900),
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_millis(1500),
+            suspicion_mult: 4,
+            dead_retention: Duration::from_secs(300),
             ..Config::lan()
         }
     }
@@ -81,6 +132,9 @@ impl Config {
         Config {
             gossip_interval: Duration::from_millis(50),
             tombstone_grace: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(100),
+            dead_retention: Duration::from_secs(10),
             ..Config::lan()
         }
     }
@@ -128,6 +182,39 @@ impl Config {
         }
         if !(1..=1024).contains(&self.max_key_len) {
             return bad("max_key_len", "must be within 1..=1024");
+        }
+        if !(ms(10)..=Duration::from_secs(60)).contains(&self.probe_interval) {
+            return bad("probe_interval", "must be within 10 ms..=60 s");
+        }
+        if self.probe_timeout < ms(1) || self.probe_timeout >= self.probe_interval {
+            return bad(
+                "probe_timeout",
+                "must be at least 1 ms and below probe_interval",
+            );
+        }
+        if self.indirect_checks > 16 {
+            return bad("indirect_checks", "must be within 0..=16");
+        }
+        if !(1..=32).contains(&self.suspicion_mult) {
+            return bad("suspicion_mult", "must be within 1..=32");
+        }
+        if !(1..=32).contains(&self.suspicion_max_mult) {
+            return bad("suspicion_max_mult", "must be within 1..=32");
+        }
+        if !(1..=32).contains(&self.retransmit_mult) {
+            return bad("retransmit_mult", "must be within 1..=32");
+        }
+        if !(1.0..=32.0).contains(&self.conviction_threshold) {
+            return bad("conviction_threshold", "must be within 1.0..=32.0");
+        }
+        if self.awareness_max > 32 {
+            return bad("awareness_max", "must be within 0..=32");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.dead_retention) {
+            return bad("dead_retention", "must be within 1 s..=1 day");
+        }
+        if !(1..=16).contains(&self.gossip_nodes) {
+            return bad("gossip_nodes", "must be within 1..=16");
         }
         Ok(())
     }

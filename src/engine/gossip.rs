@@ -9,6 +9,7 @@ use std::time::Instant;
 use prost::Message as _;
 
 use super::digest::{self, Line};
+use super::rumor::Subject;
 use super::state::Change;
 use super::{Engine, Event, NodeId};
 use crate::wire::proto::{self, message::Kind};
@@ -35,43 +36,79 @@ impl Engine {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        _sender: Option<u64>,
+        sender: Option<u64>,
         kind: Kind,
     ) {
         match kind {
-            Kind::Syn(syn) => self.on_syn(from, syn),
-            Kind::SynAck(sa) => self.on_syn_ack(now, from, sa),
+            Kind::Syn(syn) => self.on_syn(from, sender, syn),
+            Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
             Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas),
-            // Failure detection and broadcasts land with their own issue;
-            // until then these are counted (in `received`) and ignored.
-            Kind::Ping(_)
-            | Kind::PingReq(_)
-            | Kind::PingAck(_)
-            | Kind::PingNack(_)
-            | Kind::Member(_)
-            | Kind::Broadcast(_) => {}
+            Kind::Ping(p) => self.on_ping(from, sender, p),
+            Kind::PingReq(r) => self.on_ping_req(now, from, r),
+            Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
+            Kind::PingNack(n) => self.on_ping_nack(n),
+            Kind::Member(u) => self.on_member_update(now, &u),
+            Kind::Broadcast(b) => self.on_broadcast(b),
         }
     }
 
     /// One gossip round: a Syn with our digest page to `gossip_fanout`
-    /// random peers, or to a seed while we know no peer.
+    /// random peers (skipping those whose last reported fingerprint equals
+    /// ours: they are in sync), or to a seed while we know no peer; and
+    /// pending rumors to `gossip_nodes` random peers.
     pub(super) fn gossip_round(&mut self, _now: Instant) {
         self.metrics.gossip_rounds += 1;
+        let mine = self.members.fingerprint();
         let mut targets: Vec<SocketAddr> = Vec::new();
-        for _ in 0..self.config.gossip_fanout {
-            if let Some(p) = self.members.random_peer(&mut self.rng) {
-                if !targets.contains(&p.id.addr) {
-                    targets.push(p.id.addr);
-                }
+        let peers = self
+            .members
+            .random_peers(&mut self.rng, self.config.gossip_fanout, None);
+        for key in peers {
+            if self.swim.peer_fingerprints.get(&key) == Some(&mine) {
+                continue;
+            }
+            if let Some(k) = self.members.get(key) {
+                targets.push(k.id.addr);
             }
         }
-        if targets.is_empty() && !self.seeds.is_empty() {
+        if self.members.peer_count() == 0 && !self.seeds.is_empty() {
             let i = rand::Rng::random_range(&mut self.rng, 0..self.seeds.len());
             targets.push(self.seeds[i]);
         }
-        for to in targets {
-            self.send_syn(to, &[], &[], false);
+        for to in &targets {
+            self.send_syn(*to, &[], &[], false);
         }
+        if !self.swim.rumors.is_empty() {
+            let extra = self
+                .members
+                .random_peers(&mut self.rng, self.config.gossip_nodes, None);
+            for key in extra {
+                let Some(addr) = self.members.get(key).map(|k| k.id.addr) else {
+                    continue;
+                };
+                if !targets.contains(&addr) {
+                    self.send_messages(addr, Vec::new(), None);
+                }
+            }
+        }
+    }
+
+    /// Sends `msgs` (all of which must fit) in one packet to `to`, filling
+    /// the rest with rumors, `buddy`'s first. Sends nothing if the packet
+    /// would be empty.
+    pub(super) fn send_messages(
+        &mut self,
+        to: SocketAddr,
+        msgs: Vec<proto::Message>,
+        buddy: Option<Subject>,
+    ) {
+        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+            return;
+        };
+        for m in msgs {
+            self.push_and_send(&mut packer, m);
+        }
+        self.flush_with(packer, to, buddy.as_ref());
     }
 
     fn send_syn(&mut self, to: SocketAddr, requests: &[Line], unknown: &[u64], follow_up: bool) {
@@ -97,8 +134,11 @@ impl Engine {
         self.flush(packer, to);
     }
 
-    fn on_syn(&mut self, from: SocketAddr, syn: proto::Syn) {
+    fn on_syn(&mut self, from: SocketAddr, sender: Option<u64>, syn: proto::Syn) {
         let Some(d) = syn.digest else { return };
+        if let Some(s) = sender {
+            self.swim.peer_fingerprints.insert(s, d.fingerprint);
+        }
         if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
             self.metrics.in_sync += 1;
             return;
@@ -142,9 +182,18 @@ impl Engine {
         self.flush(packer, from);
     }
 
-    fn on_syn_ack(&mut self, now: Instant, from: SocketAddr, sa: proto::SynAck) {
+    fn on_syn_ack(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: Option<u64>,
+        sa: proto::SynAck,
+    ) {
         self.apply_deltas(now, &sa.deltas);
         let Some(d) = sa.digest else { return };
+        if let Some(s) = sender {
+            self.swim.peer_fingerprints.insert(s, d.fingerprint);
+        }
         let cmp = self.compare(&d);
         if !cmp.gives.is_empty() {
             let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
@@ -327,6 +376,28 @@ impl Engine {
     }
 
     fn flush(&mut self, packer: Packer, to: SocketAddr) {
+        self.flush_with(packer, to, None);
+    }
+
+    /// Fills the packet's spare room with rumors (membership first, the
+    /// buddy's first of all) and queues it.
+    fn flush_with(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
+        if !self.swim.rumors.is_empty() {
+            let limit = self.rumor_limit();
+            let mut room = packer.budget() - packer.len();
+            let rumors = self.swim.rumors.take(limit, buddy, |size| {
+                let cost = field_len(size);
+                if cost <= room {
+                    room -= cost;
+                    true
+                } else {
+                    false
+                }
+            });
+            for r in rumors {
+                self.push_and_send(&mut packer, r);
+            }
+        }
         if let Some(bytes) = packer.finish() {
             self.queue(to, bytes);
         }

@@ -141,6 +141,7 @@ impl Members {
         self.by_name.insert(id.name.clone(), key);
         self.order.insert(key);
         self.recency.insert((seq, key));
+        // New members are alive, so they count in the fingerprint.
         self.fingerprint ^= mix(key, 0);
         if key != self.me {
             self.add_peer(key);
@@ -165,9 +166,31 @@ impl Members {
         }
         self.order.remove(&key);
         self.recency.remove(&(k.change_seq, key));
-        self.fingerprint ^= mix(key, k.state.max_version());
+        if k.status.is_healthy() {
+            self.fingerprint ^= mix(key, k.state.max_version());
+        }
         self.remove_peer(key);
         Some(k)
+    }
+
+    /// Sets a member's status and incarnation, keeping the peer list and
+    /// the fingerprint (which covers healthy members only) right.
+    pub fn set_status(&mut self, key: u64, status: MemberStatus, incarnation: u64) {
+        let Some(k) = self.table.get_mut(&key) else {
+            return;
+        };
+        k.incarnation = incarnation;
+        if k.status.is_healthy() != status.is_healthy() {
+            self.fingerprint ^= mix(key, k.state.max_version());
+        }
+        k.status = status;
+        if key != self.me {
+            if status.is_healthy() {
+                self.add_peer(key);
+            } else {
+                self.remove_peer(key);
+            }
+        }
     }
 
     /// Runs `f` on a node's state, keeping the fingerprint and the recency
@@ -179,7 +202,9 @@ impl Members {
         let r = f(&mut k.state);
         let after = k.state.max_version();
         if before != after {
-            self.fingerprint ^= mix(key, before) ^ mix(key, after);
+            if k.status.is_healthy() {
+                self.fingerprint ^= mix(key, before) ^ mix(key, after);
+            }
             self.recency.remove(&(k.change_seq, key));
             k.change_seq = seq;
             self.recency.insert((seq, key));
@@ -193,13 +218,26 @@ impl Members {
         self.peers.len()
     }
 
-    /// A uniformly random healthy peer.
-    pub fn random_peer(&self, rng: &mut StdRng) -> Option<&Known> {
-        if self.peers.is_empty() {
-            return None;
+    /// Up to `n` distinct random healthy peers, none of them `except`.
+    pub fn random_peers(&self, rng: &mut StdRng, n: usize, except: Option<u64>) -> Vec<u64> {
+        let mut out = Vec::with_capacity(n);
+        let candidates =
+            self.peers.len() - usize::from(except.is_some_and(|e| self.peer_pos.contains_key(&e)));
+        let want = n.min(candidates);
+        let mut tries = 0;
+        while out.len() < want && tries < want * 8 + 16 {
+            tries += 1;
+            let key = self.peers[rng.random_range(0..self.peers.len())];
+            if Some(key) != except && !out.contains(&key) {
+                out.push(key);
+            }
         }
-        let key = self.peers[rng.random_range(0..self.peers.len())];
-        self.table.get(&key)
+        out
+    }
+
+    /// Healthy peer keys, not us.
+    pub fn peers(&self) -> &[u64] {
+        &self.peers
     }
 
     fn bump(&mut self) -> u64 {

@@ -9,7 +9,11 @@ mod gossip;
 mod membership;
 mod metrics;
 mod node_id;
+mod phi;
+mod probe;
+mod rumor;
 mod state;
+mod suspicion;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,12 +26,13 @@ use rand::rngs::StdRng;
 
 pub use event::Event;
 pub use membership::{Member, MemberStatus};
-pub use metrics::{Drops, Metrics};
+pub use metrics::{Drops, KindCounts, Metrics};
 pub use node_id::NodeId;
 
 use crate::config::{Config, ConfigError};
 use crate::wire::{self, DecodeError, Limits, PackerError, field_len, proto};
 use membership::Members;
+use probe::Swim;
 
 /// A datagram the engine wants sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,19 @@ pub enum SetError {
     },
 }
 
+/// Why a broadcast was refused. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// The payload could never fit one packet under the budget.
+    #[error("broadcast takes {len} bytes encoded; one packet holds at most {max}")]
+    TooLarge {
+        /// Encoded size of the broadcast.
+        len: usize,
+        /// Largest that fits one packet.
+        max: usize,
+    },
+}
+
 /// The protocol state machine of one node.
 ///
 /// # Use
@@ -116,6 +134,7 @@ pub struct Engine {
     next_gossip: Instant,
     next_gc: Instant,
     metrics: Metrics,
+    swim: Swim,
 }
 
 impl Engine {
@@ -185,6 +204,7 @@ impl Engine {
             next_gossip: now + interval,
             next_gc: now + config.tombstone_grace / 4,
             metrics: Metrics::default(),
+            swim: Swim::new(&config, now),
             me,
             config,
         })
@@ -289,6 +309,15 @@ impl Engine {
             return;
         }
         let sender_key = self.learn(&sender, now);
+        match sender_key.and_then(|k| self.member_state(k)) {
+            Some((proto::MemberState::Dead, inc)) => self.tell_dead(now, from, &sender, inc),
+            None => {
+                if let Some(inc) = self.removed_incarnation(&sender.name, sender.generation) {
+                    self.tell_dead(now, from, &sender, inc);
+                }
+            }
+            _ => {}
+        }
         for msg in packet.messages {
             let Some(kind) = msg.kind else { continue };
             self.metrics.received.count(&kind);
@@ -298,8 +327,11 @@ impl Engine {
 
     /// Runs the timers that are due: gossip rounds and tombstone collection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.swim_timeout(now);
         if now >= self.next_gossip {
-            self.gossip_round(now);
+            if !self.swim.leaving {
+                self.gossip_round(now);
+            }
             // Keep the cadence, but never try to catch up on missed rounds.
             self.next_gossip += self.config.gossip_interval;
             if self.next_gossip <= now {
@@ -396,7 +428,9 @@ impl Engine {
     /// When [`handle_timeout`](Engine::handle_timeout) must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.next_gossip.min(self.next_gc)
+        self.next_gossip
+            .min(self.next_gc)
+            .min(self.swim.next_deadline())
     }
 
     // ----- internals -----------------------------------------------------
@@ -423,6 +457,11 @@ impl Engine {
     /// if `id` is an older generation than the one we know.
     fn learn(&mut self, id: &NodeId, _now: Instant) -> Option<u64> {
         match self.members.key_of(&id.name) {
+            None if self.swim.is_removed(&id.name, id.generation) => {
+                // Removed: only the node's own refutation brings it back.
+                self.metrics.stale_generation += 1;
+                None
+            }
             None => {
                 self.members.insert(id.clone());
                 self.events.push_back(Event::MemberJoined(id.clone()));

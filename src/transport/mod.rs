@@ -14,6 +14,7 @@
 pub mod conformance;
 mod encrypted;
 mod memory;
+mod quic;
 mod udp;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 
 pub use encrypted::{Encrypted, EncryptedStats, EncryptionConfig, MAX_CLUSTER_LABEL};
 pub use memory::{LinkStats, Memory, MemoryNetwork};
+pub use quic::{QUIC_ALPN, Quic, QuicConfig, QuicHandle, QuicStats};
 pub use udp::{Udp, UdpConfig};
 
 /// Largest datagram any transport may carry (the IPv4 UDP payload limit).

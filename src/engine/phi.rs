@@ -1,0 +1,114 @@
+//! Phi-accrual failure detection (Hayashibara et al., 2004) applied to
+//! probe round-trip times.
+//!
+//! The detector keeps a window of recent ack round-trip times. For a probe
+//! in flight for `t`, `phi(t) = -log10(P(rtt > t))` under a normal
+//! distribution fitted to the window. A probe counts as failed once phi
+//! crosses `conviction_threshold` (default 8, i.e. a one-in-10⁸ delay), so
+//! the timeout follows the network: a few milliseconds on a quiet LAN,
+//! hundreds on a jittery WAN. It is clamped to `[probe_timeout / 10,
+//! probe_timeout]` and used only once the window holds enough samples.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Samples kept.
+const WINDOW: usize = 128;
+/// Samples needed before the adaptive timeout is used.
+const MIN_SAMPLES: usize = 8;
+
+/// Probability that a normal variable exceeds its mean by `y` standard
+/// deviations (logistic approximation used by Akka and Cassandra).
+fn tail(y: f64) -> f64 {
+    1.0 / (1.0 + (y * (1.5976 + 0.070566 * y * y)).exp())
+}
+
+/// The phi of a delay `y` standard deviations above the mean.
+pub(crate) fn phi_of(y: f64) -> f64 {
+    -tail(y).max(f64::MIN_POSITIVE).log10()
+}
+
+/// The number of standard deviations above the mean at which phi reaches
+/// `threshold` (found by bisection; phi grows with y).
+pub(crate) fn sigmas_for(threshold: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0f64, 64.0f64);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if phi_of(mid) < threshold {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// Window of round-trip times and the timeout they imply.
+#[derive(Debug)]
+pub(crate) struct RttDetector {
+    samples: VecDeque<f64>,
+    sigmas: f64,
+}
+
+impl RttDetector {
+    pub fn new(conviction_threshold: f64) -> RttDetector {
+        RttDetector {
+            samples: VecDeque::with_capacity(WINDOW),
+            sigmas: sigmas_for(conviction_threshold),
+        }
+    }
+
+    pub fn record(&mut self, rtt: Duration) {
+        if self.samples.len() == WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(rtt.as_secs_f64());
+    }
+
+    /// The probe timeout: where phi crosses the threshold, clamped to
+    /// `[max / 10, max]`; `max` itself until enough samples exist.
+    pub fn timeout(&self, max: Duration) -> Duration {
+        if self.samples.len() < MIN_SAMPLES {
+            return max;
+        }
+        let n = self.samples.len() as f64;
+        let mean = self.samples.iter().sum::<f64>() / n;
+        let var = self.samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
+        // A floor on the deviation: a perfectly steady link must not turn a
+        // tiny hiccup into a failure.
+        let std = var.sqrt().max(mean / 4.0).max(0.000_5);
+        let t = Duration::from_secs_f64((mean + self.sigmas * std).min(max.as_secs_f64()));
+        t.clamp(max / 10, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_grows_with_delay_and_threshold_eight_is_about_five_sigmas() {
+        assert!(phi_of(1.0) < phi_of(2.0));
+        let s = sigmas_for(8.0);
+        assert!((5.0..6.5).contains(&s), "{s}");
+        assert!((phi_of(s) - 8.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn timeout_adapts_to_jitter_within_bounds() {
+        let max = Duration::from_millis(500);
+        let mut lan = RttDetector::new(8.0);
+        assert_eq!(lan.timeout(max), max, "no samples: the configured timeout");
+        for _ in 0..50 {
+            lan.record(Duration::from_micros(300));
+        }
+        assert_eq!(lan.timeout(max), max / 10, "a quiet LAN hits the floor");
+
+        let mut wan = RttDetector::new(8.0);
+        for i in 0..50 {
+            wan.record(Duration::from_millis(if i % 2 == 0 { 20 } else { 80 }));
+        }
+        let t = wan.timeout(max);
+        assert!(t > Duration::from_millis(150) && t <= max, "{t:?}");
+    }
+}
