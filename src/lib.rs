@@ -35,5 +35,5 @@ pub mod transport;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
-pub use engine::{Engine, Event, Member, MemberStatus, NodeId};
+pub use engine::{BroadcastError, Engine, Event, Member, MemberStatus, NodeId, SetError};
 pub use node::{Node, NodeBuilder, NodeError};

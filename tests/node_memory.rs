@@ -236,3 +236,55 @@ async fn a_bad_config_is_refused_naming_the_field() {
     let err = Node::builder(config).start(net.bind()).await.unwrap_err();
     assert!(err.to_string().contains("gossip_fanout"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn leave_is_reported_as_left_and_broadcasts_arrive_once() {
+    let net = MemoryNetwork::new(8);
+    let nodes = cluster(&net, 6).await;
+    assert!(
+        eventually(&nodes, Duration::from_secs(30), async |n| {
+            n.members().await.unwrap().len() == 6
+        })
+        .await
+    );
+    let mut streams: Vec<_> = nodes[1..].iter().map(|n| n.events()).collect();
+    nodes[0].broadcast("hello all").await.unwrap();
+    let too_big = nodes[0].broadcast(vec![0u8; 4000]).await.unwrap_err();
+    assert!(
+        matches!(too_big, scuttlewire::NodeError::Broadcast(_)),
+        "{too_big}"
+    );
+    let told = nodes[5].leave().await.unwrap();
+    assert!(told >= 1);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (i, s) in streams.iter_mut().enumerate().take(4) {
+        let mut broadcasts = 0;
+        let mut left = false;
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(1), s.next()).await {
+            match ev {
+                Event::Broadcast { origin, payload } => {
+                    assert_eq!((origin.as_str(), &payload[..]), ("n0", &b"hello all"[..]));
+                    broadcasts += 1;
+                }
+                Event::MemberStatus { node, status } if node.name == "n5" => {
+                    assert_eq!(
+                        status,
+                        scuttlewire::MemberStatus::Left,
+                        "observer n{}",
+                        i + 1
+                    );
+                    left = true;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            broadcasts,
+            1,
+            "observer n{} got the broadcast {broadcasts} times",
+            i + 1
+        );
+        assert!(left, "observer n{} did not see n5 leave", i + 1);
+    }
+    shutdown(nodes[..5].to_vec()).await;
+}

@@ -29,6 +29,7 @@ pub(crate) async fn run<T: Transport>(
     let mut recv_error_streak = 0u32;
     let mut next_seed_ask = Instant::now();
     let mut shutdown_ack = None;
+    let mut leave_ack = None;
     let span = tracing::debug_span!("node", name = %engine.local_id().name);
     let _enter = span.enter();
     loop {
@@ -79,6 +80,11 @@ pub(crate) async fn run<T: Transport>(
                     shutdown_ack = Some(ack);
                     break;
                 }
+                Some(Command::Leave(ack)) => {
+                    let told = engine.leave(Instant::now().into_std());
+                    leave_ack = Some((ack, told));
+                    break;
+                }
                 Some(Command::PublishKeys(ack)) => {
                     let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine));
                     let _ = ack.send(published);
@@ -103,6 +109,9 @@ pub(crate) async fn run<T: Transport>(
     }
     if let Some(ack) = shutdown_ack {
         let _ = ack.send(());
+    }
+    if let Some((ack, told)) = leave_ack {
+        let _ = ack.send(told);
     }
 }
 
@@ -141,7 +150,10 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
             let _ = tx.send(snapshot);
         }
         Command::AddSeeds(seeds) => engine.add_seeds(seeds),
+        Command::Broadcast(payload, tx) => {
+            let _ = tx.send(engine.broadcast(payload));
+        }
         // Handled in `run`, which owns what they need.
-        Command::Shutdown(_) | Command::PublishKeys(_) => {}
+        Command::Shutdown(_) | Command::PublishKeys(_) | Command::Leave(_) => {}
     }
 }

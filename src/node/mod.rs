@@ -68,7 +68,7 @@ pub use events::EventStream;
 pub use keys::KEYS_STATE_KEY;
 
 use crate::config::{Config, ConfigError};
-use crate::engine::{Engine, EngineError, Member, Metrics, NodeId, SetError};
+use crate::engine::{BroadcastError, Engine, EngineError, Member, Metrics, NodeId, SetError};
 use crate::seal::{Keyring, KeyringError};
 use crate::transport::{EncryptedStats, Transport, TransportError, Udp};
 use encrypted::SealStats;
@@ -98,6 +98,9 @@ pub enum NodeError {
     /// primary). Nothing changed.
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    /// A broadcast was refused; nothing was sent.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
     /// The node has shut down.
     #[error("node has shut down")]
     Closed,
@@ -119,6 +122,9 @@ pub(crate) enum Command {
     PublishKeys(oneshot::Sender<Result<(), SetError>>),
     /// Every member with its raw `__sw.keys` value, in one snapshot.
     ClusterKeys(oneshot::Sender<Vec<(Member, Option<Bytes>)>>),
+    Broadcast(Bytes, oneshot::Sender<Result<u64, BroadcastError>>),
+    /// Leave the cluster, then stop; answers with how many peers were told.
+    Leave(oneshot::Sender<usize>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -388,6 +394,24 @@ impl Node {
             }
         };
         EventStream::new(rx)
+    }
+
+    /// Sends `payload` to every healthy member; each delivers it once as
+    /// [`crate::Event::Broadcast`]. Refused if it could never fit one
+    /// packet. Returns the broadcast's sequence number.
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<u64, NodeError> {
+        let payload = payload.into();
+        Ok(self.ask(|tx| Command::Broadcast(payload, tx)).await??)
+    }
+
+    /// Leaves the cluster gracefully: tells a few members at once (the news
+    /// then spreads as a rumor, and others report this node *left*, not
+    /// dead), waits until those datagrams are sent, and stops the node.
+    /// Returns how many members were told directly.
+    pub async fn leave(&self) -> Result<usize, NodeError> {
+        let told = self.ask(Command::Leave).await?;
+        self.shutdown().await;
+        Ok(told)
     }
 
     /// Stops the node's task and waits for it. Idempotent.
