@@ -93,6 +93,66 @@ impl Engine {
         }
     }
 
+    /// Remembers that node `key` advanced past `before`, to push the news
+    /// to a few peers after `push_delay` (batching what changes meanwhile).
+    pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
+        if self.config.push_fanout == 0 || self.swim.leaving {
+            return;
+        }
+        self.fresh.entry(key).or_insert(before);
+        if self.push_at.is_none() {
+            self.push_at = Some(self.last_now + self.config.push_delay);
+        }
+    }
+
+    /// Pushes the fresh changes as deltas to `push_fanout` random peers.
+    /// Each node forwards each new version once (when it first learns it),
+    /// so a change floods the cluster in about log_fanout(N) hops; peers
+    /// that miss a push (or would have a gap) catch up by anti-entropy.
+    pub(super) fn push_fresh(&mut self) {
+        self.push_at = None;
+        let fresh: Vec<(Line, bool)> = self
+            .fresh
+            .drain()
+            .map(|(key, from)| {
+                (
+                    Line {
+                        key,
+                        version: from,
+                        // Never a reset: the peer is assumed current.
+                        gc: u64::MAX,
+                    },
+                    false,
+                )
+            })
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let Ok(packer) = Packer::new(self.header(), self.budget) else {
+            return;
+        };
+        let room = packer.room().saturating_sub(NESTING);
+        let deltas = self.build_deltas(fresh, room);
+        if deltas.is_empty() {
+            return;
+        }
+        let peers = self
+            .members
+            .random_peers(&mut self.rng, self.config.push_fanout, None);
+        for key in peers {
+            let Some(addr) = self.members.get(key).map(|k| k.id.addr) else {
+                continue;
+            };
+            let msg = proto::Message {
+                kind: Some(Kind::Ack(proto::Ack {
+                    deltas: deltas.clone(),
+                })),
+            };
+            self.send_messages(addr, vec![msg], None);
+        }
+    }
+
     /// Sends `msgs` (all of which must fit) in one packet to `to`, filling
     /// the rest with rumors, `buddy`'s first. Sends nothing if the packet
     /// would be empty.
@@ -323,11 +383,16 @@ impl Engine {
                 continue;
             };
             changes.clear();
+            let before = self.members.get(key).map_or(0, |k| k.state.max_version());
             let r = self
                 .members
                 .with_state(key, |s| s.apply(d, now, &mut changes));
             if let Some(Err(_gap)) = r {
                 self.metrics.delta_gaps += 1;
+            }
+            let after = self.members.get(key).map_or(0, |k| k.state.max_version());
+            if after > before {
+                self.note_fresh(key, before);
             }
             for c in changes.drain(..) {
                 self.events.push_back(match c {

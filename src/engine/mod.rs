@@ -15,7 +15,7 @@ mod rumor;
 mod state;
 mod suspicion;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -135,6 +135,12 @@ pub struct Engine {
     next_gc: Instant,
     metrics: Metrics,
     swim: Swim,
+    /// Nodes whose state advanced since the last push, with the version
+    /// they were at before.
+    fresh: HashMap<u64, u64>,
+    push_at: Option<Instant>,
+    /// The latest `now` the engine was given (for `set`, which takes none).
+    last_now: Instant,
 }
 
 impl Engine {
@@ -205,6 +211,9 @@ impl Engine {
             next_gc: now + config.tombstone_grace / 4,
             metrics: Metrics::default(),
             swim: Swim::new(&config, now),
+            fresh: HashMap::new(),
+            push_at: None,
+            last_now: now,
             me,
             config,
         })
@@ -287,6 +296,7 @@ impl Engine {
     /// Handles one datagram received from `from`. Garbage is dropped and
     /// counted in [`Metrics::drops`]; nothing here can panic on bad bytes.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.last_now = self.last_now.max(now);
         self.metrics.packets_received += 1;
         self.metrics.bytes_received += bytes.len() as u64;
         let packet = match wire::decode(bytes, self.cluster_id, &self.limits) {
@@ -308,7 +318,14 @@ impl Engine {
             self.metrics.drops.from_self += 1;
             return;
         }
+        let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
         let sender_key = self.learn(&sender, now);
+        if first_contact && sender_key.is_some() {
+            // A node that contacted us directly is alive: spread the news as
+            // a rumor, so joins reach everyone in O(log N) rounds instead of
+            // waiting for digest pages to list the newcomer.
+            self.announce_alive(&sender);
+        }
         match sender_key.and_then(|k| self.member_state(k)) {
             Some((proto::MemberState::Dead, inc)) => self.tell_dead(now, from, &sender, inc),
             None => {
@@ -327,6 +344,10 @@ impl Engine {
 
     /// Runs the timers that are due: gossip rounds and tombstone collection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.push_at.is_some_and(|t| now >= t) {
+            self.push_fresh();
+        }
         self.swim_timeout(now);
         if now >= self.next_gossip {
             if !self.swim.leaving {
@@ -362,10 +383,12 @@ impl Engine {
         let value = value.into();
         self.check_entry(key, value.len())?;
         let me = self.members.me();
+        let before = self.my_version();
         let v = self
             .members
             .with_state(me, |s| s.set_local(key.to_owned(), value))
             .unwrap_or(0);
+        self.note_fresh(me, before);
         Ok(v)
     }
 
@@ -375,10 +398,23 @@ impl Engine {
         if key.starts_with(RESERVED_PREFIX) {
             return None;
         }
+        self.last_now = self.last_now.max(now);
         let me = self.members.me();
-        self.members
+        let before = self.my_version();
+        let v = self
+            .members
             .with_state(me, |s| s.delete_local(key, now))
-            .flatten()
+            .flatten();
+        if v.is_some() {
+            self.note_fresh(me, before);
+        }
+        v
+    }
+
+    fn my_version(&self) -> u64 {
+        self.members
+            .get(self.members.me())
+            .map_or(0, |k| k.state.max_version())
     }
 
     /// Adds addresses to contact while this node knows no peer.
@@ -428,9 +464,11 @@ impl Engine {
     /// When [`handle_timeout`](Engine::handle_timeout) must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.next_gossip
+        let t = self
+            .next_gossip
             .min(self.next_gc)
-            .min(self.swim.next_deadline())
+            .min(self.swim.next_deadline());
+        self.push_at.map_or(t, |p| t.min(p))
     }
 
     // ----- internals -----------------------------------------------------

@@ -540,6 +540,13 @@ impl Engine {
         self.send_messages(to, vec![msg], None);
     }
 
+    /// Queues an alive rumor about a member we just met.
+    pub(super) fn announce_alive(&mut self, id: &NodeId) {
+        let inc = self.members.get(id.key()).map_or(0, |k| k.incarnation);
+        let msg = update(id, inc, MemberState::Alive, &self.me.name);
+        self.swim.rumors.push(Subject::Member(id.name.clone()), msg);
+    }
+
     /// The incarnation at which `name` was removed, if it was.
     pub(super) fn removed_incarnation(&self, name: &str, generation: u64) -> Option<u64> {
         self.swim
