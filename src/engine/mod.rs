@@ -3,9 +3,11 @@
 //! time comes with every call and randomness from a seeded RNG, so the same
 //! inputs give the same outputs (which is what makes the simulator exact).
 
+mod broadcast;
 mod digest;
 mod event;
 mod gossip;
+mod lifecycle;
 mod membership;
 mod metrics;
 mod node_id;

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand::seq::SliceRandom;
 
 use super::phi::RttDetector;
@@ -24,7 +23,6 @@ use crate::config::Config;
 use crate::wire::proto::{self, MemberState, message::Kind};
 
 /// Broadcast ids remembered per node for deduplication.
-const SEEN_BROADCASTS: usize = 8192;
 
 #[derive(Debug)]
 struct Probe {
@@ -49,40 +47,40 @@ struct Relay {
 }
 
 #[derive(Debug)]
-struct Dead {
-    since: Instant,
+pub(super) struct Dead {
+    pub since: Instant,
     /// `None` for members that left: they are not retried.
-    next_retry: Option<Instant>,
-    backoff: Duration,
+    pub next_retry: Option<Instant>,
+    pub backoff: Duration,
 }
 
 #[derive(Debug)]
-struct Removed {
-    generation: u64,
-    incarnation: u64,
-    at: Instant,
+pub(super) struct Removed {
+    pub generation: u64,
+    pub incarnation: u64,
+    pub at: Instant,
 }
 
 /// The failure detector's state, owned by the [`Engine`].
 #[derive(Debug)]
 pub(crate) struct Swim {
     pub leaving: bool,
-    seq: u64,
-    order: Vec<u64>,
-    pos: usize,
+    pub seq: u64,
+    pub order: Vec<u64>,
+    pub pos: usize,
     probe: Option<Probe>,
     relays: HashMap<u64, Relay>,
     pub next_probe: Instant,
-    rtt: RttDetector,
+    pub rtt: RttDetector,
     pub awareness: u32,
-    suspicions: HashMap<u64, Suspicion>,
-    dead: HashMap<u64, Dead>,
-    removed: HashMap<String, Removed>,
+    pub suspicions: HashMap<u64, Suspicion>,
+    pub dead: HashMap<u64, Dead>,
+    pub removed: HashMap<String, Removed>,
     pub rumors: Rumors,
-    broadcast_seq: u64,
-    seen: HashSet<(String, u64)>,
-    seen_order: VecDeque<(String, u64)>,
-    told_dead: HashMap<SocketAddr, Instant>,
+    pub broadcast_seq: u64,
+    pub seen: HashSet<(String, u64)>,
+    pub seen_order: VecDeque<(String, u64)>,
+    pub told_dead: HashMap<SocketAddr, Instant>,
     /// Last fingerprint each peer reported (on probes and digests).
     pub peer_fingerprints: HashMap<u64, u64>,
 }
@@ -141,13 +139,27 @@ impl Swim {
             .is_some_and(|r| generation <= r.generation)
     }
 
-    fn next_seq(&mut self) -> u64 {
+    /// Drops every probe, relay, suspicion and retry (the node is leaving).
+    pub fn stop(&mut self) {
+        self.leaving = true;
+        self.probe = None;
+        self.relays.clear();
+        self.suspicions.clear();
+        self.dead.clear();
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
     }
 }
 
-fn update(id: &NodeId, incarnation: u64, state: MemberState, from: &str) -> proto::Message {
+pub(super) fn update(
+    id: &NodeId,
+    incarnation: u64,
+    state: MemberState,
+    from: &str,
+) -> proto::Message {
     proto::Message {
         kind: Some(Kind::Member(proto::MemberUpdate {
             node: Some(id.to_proto()),
@@ -158,7 +170,7 @@ fn update(id: &NodeId, incarnation: u64, state: MemberState, from: &str) -> prot
     }
 }
 
-fn status_of(state: MemberState) -> MemberStatus {
+pub(super) fn status_of(state: MemberState) -> MemberStatus {
     match state {
         MemberState::Alive => MemberStatus::Alive,
         MemberState::Suspect => MemberStatus::Suspect,
@@ -182,7 +194,7 @@ impl Engine {
         d * (1 + self.swim.awareness)
     }
 
-    fn my_incarnation(&self) -> u64 {
+    pub(super) fn my_incarnation(&self) -> u64 {
         self.members
             .get(self.members.me())
             .map_or(0, |k| k.incarnation)
@@ -194,7 +206,7 @@ impl Engine {
         self.config.retransmit_mult * ((n + 1.0).log10().ceil().max(1.0) as u32)
     }
 
-    fn suspicion_bounds(&self) -> (Duration, Duration) {
+    pub(super) fn suspicion_bounds(&self) -> (Duration, Duration) {
         let n = self.members.len().max(1) as f64;
         let min = self
             .config
@@ -516,297 +528,6 @@ impl Engine {
                 p.nacks += 1;
             }
         }
-    }
-
-    /// Tells a node we hold for dead (or removed) that we do, so it can
-    /// refute; at most once per probe interval per address.
-    pub(super) fn tell_dead(
-        &mut self,
-        now: Instant,
-        to: SocketAddr,
-        id: &NodeId,
-        incarnation: u64,
-    ) {
-        if self
-            .swim
-            .told_dead
-            .get(&to)
-            .is_some_and(|t| now.saturating_duration_since(*t) < self.config.probe_interval)
-        {
-            return;
-        }
-        self.swim.told_dead.insert(to, now);
-        let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
-        self.send_messages(to, vec![msg], None);
-    }
-
-    /// Queues an alive rumor about a member we just met.
-    pub(super) fn announce_alive(&mut self, id: &NodeId) {
-        let inc = self.members.get(id.key()).map_or(0, |k| k.incarnation);
-        let msg = update(id, inc, MemberState::Alive, &self.me.name);
-        self.swim.rumors.push(Subject::Member(id.name.clone()), msg);
-    }
-
-    /// The incarnation at which `name` was removed, if it was.
-    pub(super) fn removed_incarnation(&self, name: &str, generation: u64) -> Option<u64> {
-        self.swim
-            .removed
-            .get(name)
-            .filter(|r| r.generation == generation)
-            .map(|r| r.incarnation)
-    }
-
-    /// Applies a membership rumor (or our own conclusion) and re-gossips
-    /// it if it changed anything.
-    pub(super) fn on_member_update(&mut self, now: Instant, u: &proto::MemberUpdate) {
-        let Some(id) = u.node.as_ref().and_then(NodeId::from_proto) else {
-            return;
-        };
-        let Ok(state) = MemberState::try_from(u.state) else {
-            return;
-        };
-        if id.name == self.me.name {
-            self.about_me(&id, u.incarnation, state);
-            return;
-        }
-        let mut is_new = false;
-        let key = match self.members.key_of(&id.name) {
-            Some(k) if k == id.key() => k,
-            Some(k) => {
-                let known = self.members.get(k).map_or(0, |k| k.id.generation);
-                if id.generation <= known || state != MemberState::Alive {
-                    return;
-                }
-                is_new = true;
-                match self.learn(&id, now) {
-                    Some(k) => k,
-                    None => return,
-                }
-            }
-            None => {
-                if state != MemberState::Alive {
-                    return;
-                }
-                if let Some(r) = self.swim.removed.get(&id.name) {
-                    let newer = id.generation > r.generation
-                        || (id.generation == r.generation && u.incarnation > r.incarnation);
-                    if !newer {
-                        return;
-                    }
-                    self.swim.removed.remove(&id.name);
-                }
-                is_new = true;
-                match self.learn(&id, now) {
-                    Some(k) => k,
-                    None => return,
-                }
-            }
-        };
-        let Some(k) = self.members.get(key) else {
-            return;
-        };
-        let (cur, inc) = (k.status, k.incarnation);
-        let accept = match state {
-            MemberState::Alive => u.incarnation > inc || is_new,
-            MemberState::Suspect => {
-                (u.incarnation > inc && cur != MemberStatus::Left)
-                    || (u.incarnation == inc && cur == MemberStatus::Alive)
-            }
-            MemberState::Dead => {
-                u.incarnation >= inc && matches!(cur, MemberStatus::Alive | MemberStatus::Suspect)
-            }
-            MemberState::Left => cur != MemberStatus::Left && u.incarnation >= inc,
-        };
-        if !accept {
-            if state == MemberState::Suspect && cur == MemberStatus::Suspect && u.incarnation == inc
-            {
-                // Another suspector: Lifeguard shortens the timeout.
-                if let Some(s) = self.swim.suspicions.get_mut(&key) {
-                    if s.confirm(&u.from) {
-                        self.swim.rumors.push(
-                            Subject::Member(id.name.clone()),
-                            proto::Message {
-                                kind: Some(Kind::Member(u.clone())),
-                            },
-                        );
-                    }
-                }
-            }
-            return;
-        }
-        let status = status_of(state);
-        self.members.set_status(key, status, u.incarnation);
-        match status {
-            MemberStatus::Suspect => {
-                let (min, max) = self.suspicion_bounds();
-                let expected = if self.members.len() > 2 {
-                    self.config.indirect_checks as u32
-                } else {
-                    0
-                };
-                self.swim.suspicions.insert(
-                    key,
-                    Suspicion::new(u.incarnation, &u.from, now, min, max, expected),
-                );
-            }
-            MemberStatus::Alive => {
-                self.swim.suspicions.remove(&key);
-                self.swim.dead.remove(&key);
-            }
-            MemberStatus::Dead | MemberStatus::Left => {
-                self.swim.suspicions.remove(&key);
-                let retry =
-                    (status == MemberStatus::Dead).then(|| now + self.config.probe_interval);
-                self.swim.dead.insert(
-                    key,
-                    Dead {
-                        since: now,
-                        next_retry: retry,
-                        backoff: self.config.probe_interval,
-                    },
-                );
-            }
-        }
-        if status != cur {
-            self.events.push_back(Event::MemberStatus {
-                node: id.clone(),
-                status,
-            });
-        }
-        self.swim.rumors.push(
-            Subject::Member(id.name.clone()),
-            proto::Message {
-                kind: Some(Kind::Member(u.clone())),
-            },
-        );
-    }
-
-    /// A rumor about ourselves: refute suspicion and death.
-    fn about_me(&mut self, id: &NodeId, incarnation: u64, state: MemberState) {
-        if id.generation != self.me.generation {
-            return;
-        }
-        let me = self.members.me();
-        let mine = self.my_incarnation();
-        match state {
-            MemberState::Suspect | MemberState::Dead => {
-                if self.swim.leaving {
-                    let inc = mine.max(incarnation);
-                    self.members.set_status(me, MemberStatus::Left, inc);
-                    let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
-                    self.swim
-                        .rumors
-                        .push(Subject::Member(self.me.name.clone()), msg);
-                    return;
-                }
-                if incarnation < mine {
-                    return;
-                }
-                let inc = incarnation + 1;
-                self.members.set_status(me, MemberStatus::Alive, inc);
-                self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
-                tracing::debug!(incarnation = inc, "refuting suspicion");
-                let msg = update(&self.me, inc, MemberState::Alive, &self.me.name);
-                self.swim
-                    .rumors
-                    .push(Subject::Member(self.me.name.clone()), msg);
-            }
-            MemberState::Alive | MemberState::Left => {}
-        }
-    }
-
-    // ----- leave and broadcasts -----------------------------------------
-
-    /// Leaves the cluster: marks this node left and sends the news at once
-    /// to up to `gossip_nodes` peers (it also rides on later packets).
-    /// Returns how many peers were told. The engine stops probing after.
-    pub fn leave(&mut self, _now: Instant) -> usize {
-        let me = self.members.me();
-        let inc = self.my_incarnation() + 1;
-        self.swim.leaving = true;
-        self.swim.probe = None;
-        self.swim.relays.clear();
-        self.swim.suspicions.clear();
-        self.swim.dead.clear();
-        self.members.set_status(me, MemberStatus::Left, inc);
-        let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
-        self.swim
-            .rumors
-            .push(Subject::Member(self.me.name.clone()), msg.clone());
-        let peers = self
-            .members
-            .random_peers(&mut self.rng, self.config.gossip_nodes.max(3), None);
-        let addrs: Vec<SocketAddr> = peers
-            .iter()
-            .filter_map(|k| self.members.get(*k).map(|k| k.id.addr))
-            .collect();
-        for addr in &addrs {
-            self.send_messages(*addr, vec![msg.clone()], None);
-        }
-        addrs.len()
-    }
-
-    /// Whether [`leave`](Engine::leave) was called.
-    pub fn has_left(&self) -> bool {
-        self.swim.leaving
-    }
-
-    /// Sends `payload` to every healthy member, each delivering it once as
-    /// [`Event::Broadcast`]. It rides on gossip and probe packets.
-    pub fn broadcast(&mut self, payload: impl Into<Bytes>) -> Result<u64, super::BroadcastError> {
-        let payload = payload.into();
-        let id = self.swim.broadcast_seq;
-        let msg = proto::Message {
-            kind: Some(Kind::Broadcast(proto::Broadcast {
-                origin: self.me.name.clone(),
-                id,
-                payload,
-            })),
-        };
-        let len = crate::wire::field_len(prost::Message::encoded_len(&msg));
-        if len > self.max_entry {
-            return Err(super::BroadcastError::TooLarge {
-                len,
-                max: self.max_entry,
-            });
-        }
-        self.swim.broadcast_seq += 1;
-        self.remember_broadcast(self.me.name.clone(), id);
-        self.swim
-            .rumors
-            .push(Subject::Broadcast(self.me.name.clone(), id), msg);
-        Ok(id)
-    }
-
-    fn remember_broadcast(&mut self, origin: String, id: u64) -> bool {
-        let key = (origin, id);
-        if !self.swim.seen.insert(key.clone()) {
-            return false;
-        }
-        self.swim.seen_order.push_back(key);
-        if self.swim.seen_order.len() > SEEN_BROADCASTS {
-            if let Some(old) = self.swim.seen_order.pop_front() {
-                self.swim.seen.remove(&old);
-            }
-        }
-        true
-    }
-
-    pub(super) fn on_broadcast(&mut self, b: proto::Broadcast) {
-        if b.origin == self.me.name || !self.remember_broadcast(b.origin.clone(), b.id) {
-            return;
-        }
-        self.events.push_back(Event::Broadcast {
-            origin: b.origin.clone(),
-            payload: b.payload.clone(),
-        });
-        let subject = Subject::Broadcast(b.origin.clone(), b.id);
-        self.swim.rumors.push(
-            subject,
-            proto::Message {
-                kind: Some(Kind::Broadcast(b)),
-            },
-        );
     }
 
     /// The status of a member we hold, as a wire state, with incarnation.

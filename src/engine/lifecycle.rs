@@ -1,0 +1,242 @@
+//! The membership lifecycle: applying alive, suspect, dead and left rumors
+//! by incarnation precedence, refuting rumors about ourselves, and leaving.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::probe::{Dead, status_of, update};
+use super::rumor::Subject;
+use super::suspicion::Suspicion;
+use super::{Engine, Event, MemberStatus, NodeId};
+use crate::wire::proto::{self, MemberState, message::Kind};
+
+impl Engine {
+    /// Tells a node we hold for dead (or removed) that we do, so it can
+    /// refute; at most once per probe interval per address.
+    pub(super) fn tell_dead(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        id: &NodeId,
+        incarnation: u64,
+    ) {
+        if self
+            .swim
+            .told_dead
+            .get(&to)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.config.probe_interval)
+        {
+            return;
+        }
+        self.swim.told_dead.insert(to, now);
+        let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
+        self.send_messages(to, vec![msg], None);
+    }
+
+    /// Queues an alive rumor about a member we just met.
+    pub(super) fn announce_alive(&mut self, id: &NodeId) {
+        let inc = self.members.get(id.key()).map_or(0, |k| k.incarnation);
+        let msg = update(id, inc, MemberState::Alive, &self.me.name);
+        self.swim.rumors.push(Subject::Member(id.name.clone()), msg);
+    }
+
+    /// The incarnation at which `name` was removed, if it was.
+    pub(super) fn removed_incarnation(&self, name: &str, generation: u64) -> Option<u64> {
+        self.swim
+            .removed
+            .get(name)
+            .filter(|r| r.generation == generation)
+            .map(|r| r.incarnation)
+    }
+
+    /// Applies a membership rumor (or our own conclusion) and re-gossips
+    /// it if it changed anything.
+    pub(super) fn on_member_update(&mut self, now: Instant, u: &proto::MemberUpdate) {
+        let Some(id) = u.node.as_ref().and_then(NodeId::from_proto) else {
+            return;
+        };
+        let Ok(state) = MemberState::try_from(u.state) else {
+            return;
+        };
+        if id.name == self.me.name {
+            self.about_me(&id, u.incarnation, state);
+            return;
+        }
+        let mut is_new = false;
+        let key = match self.members.key_of(&id.name) {
+            Some(k) if k == id.key() => k,
+            Some(k) => {
+                let known = self.members.get(k).map_or(0, |k| k.id.generation);
+                if id.generation <= known || state != MemberState::Alive {
+                    return;
+                }
+                is_new = true;
+                match self.learn(&id, now) {
+                    Some(k) => k,
+                    None => return,
+                }
+            }
+            None => {
+                if state != MemberState::Alive {
+                    return;
+                }
+                if let Some(r) = self.swim.removed.get(&id.name) {
+                    let newer = id.generation > r.generation
+                        || (id.generation == r.generation && u.incarnation > r.incarnation);
+                    if !newer {
+                        return;
+                    }
+                    self.swim.removed.remove(&id.name);
+                }
+                is_new = true;
+                match self.learn(&id, now) {
+                    Some(k) => k,
+                    None => return,
+                }
+            }
+        };
+        let Some(k) = self.members.get(key) else {
+            return;
+        };
+        let (cur, inc) = (k.status, k.incarnation);
+        let accept = match state {
+            MemberState::Alive => u.incarnation > inc || is_new,
+            MemberState::Suspect => {
+                (u.incarnation > inc && cur != MemberStatus::Left)
+                    || (u.incarnation == inc && cur == MemberStatus::Alive)
+            }
+            MemberState::Dead => {
+                u.incarnation >= inc && matches!(cur, MemberStatus::Alive | MemberStatus::Suspect)
+            }
+            MemberState::Left => cur != MemberStatus::Left && u.incarnation >= inc,
+        };
+        if !accept {
+            if state == MemberState::Suspect && cur == MemberStatus::Suspect && u.incarnation == inc
+            {
+                // Another suspector: Lifeguard shortens the timeout.
+                if let Some(s) = self.swim.suspicions.get_mut(&key) {
+                    if s.confirm(&u.from) {
+                        self.swim.rumors.push(
+                            Subject::Member(id.name.clone()),
+                            proto::Message {
+                                kind: Some(Kind::Member(u.clone())),
+                            },
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        let status = status_of(state);
+        self.members.set_status(key, status, u.incarnation);
+        match status {
+            MemberStatus::Suspect => {
+                let (min, max) = self.suspicion_bounds();
+                let expected = if self.members.len() > 2 {
+                    self.config.indirect_checks as u32
+                } else {
+                    0
+                };
+                self.swim.suspicions.insert(
+                    key,
+                    Suspicion::new(u.incarnation, &u.from, now, min, max, expected),
+                );
+            }
+            MemberStatus::Alive => {
+                self.swim.suspicions.remove(&key);
+                self.swim.dead.remove(&key);
+            }
+            MemberStatus::Dead | MemberStatus::Left => {
+                self.swim.suspicions.remove(&key);
+                let retry =
+                    (status == MemberStatus::Dead).then(|| now + self.config.probe_interval);
+                self.swim.dead.insert(
+                    key,
+                    Dead {
+                        since: now,
+                        next_retry: retry,
+                        backoff: self.config.probe_interval,
+                    },
+                );
+            }
+        }
+        if status != cur {
+            self.events.push_back(Event::MemberStatus {
+                node: id.clone(),
+                status,
+            });
+        }
+        self.swim.rumors.push(
+            Subject::Member(id.name.clone()),
+            proto::Message {
+                kind: Some(Kind::Member(u.clone())),
+            },
+        );
+    }
+
+    /// A rumor about ourselves: refute suspicion and death.
+    fn about_me(&mut self, id: &NodeId, incarnation: u64, state: MemberState) {
+        if id.generation != self.me.generation {
+            return;
+        }
+        let me = self.members.me();
+        let mine = self.my_incarnation();
+        match state {
+            MemberState::Suspect | MemberState::Dead => {
+                if self.swim.leaving {
+                    let inc = mine.max(incarnation);
+                    self.members.set_status(me, MemberStatus::Left, inc);
+                    let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
+                    self.swim
+                        .rumors
+                        .push(Subject::Member(self.me.name.clone()), msg);
+                    return;
+                }
+                if incarnation < mine {
+                    return;
+                }
+                let inc = incarnation + 1;
+                self.members.set_status(me, MemberStatus::Alive, inc);
+                self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
+                tracing::debug!(incarnation = inc, "refuting suspicion");
+                let msg = update(&self.me, inc, MemberState::Alive, &self.me.name);
+                self.swim
+                    .rumors
+                    .push(Subject::Member(self.me.name.clone()), msg);
+            }
+            MemberState::Alive | MemberState::Left => {}
+        }
+    }
+
+    // ----- leaving -------------------------------------------------------
+
+    /// Leaves the cluster: marks this node left and sends the news at once
+    /// to up to `gossip_nodes` peers (it also rides on later packets).
+    /// Returns how many peers were told. The engine stops probing after.
+    pub fn leave(&mut self, _now: Instant) -> usize {
+        let me = self.members.me();
+        let inc = self.my_incarnation() + 1;
+        self.swim.stop();
+        self.members.set_status(me, MemberStatus::Left, inc);
+        let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
+        self.swim
+            .rumors
+            .push(Subject::Member(self.me.name.clone()), msg.clone());
+        let peers = self
+            .members
+            .random_peers(&mut self.rng, self.config.gossip_nodes.max(3), None);
+        let addrs: Vec<SocketAddr> = peers
+            .iter()
+            .filter_map(|k| self.members.get(*k).map(|k| k.id.addr))
+            .collect();
+        for addr in &addrs {
+            self.send_messages(*addr, vec![msg.clone()], None);
+        }
+        addrs.len()
+    }
+
+    /// Whether [`leave`](Engine::leave) was called.
+    pub fn has_left(&self) -> bool {
+        self.swim.leaving
+    }
+}
