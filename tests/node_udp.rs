@@ -45,6 +45,9 @@ async fn three_nodes_on_udp_converge_and_survive_garbage() {
     })
     .await;
     assert!(ok, "state did not reach all three nodes");
+    let m = a.metrics().await.unwrap();
+    assert_eq!(m.members.alive, 3, "{:?}", m.members);
+    assert!(m.engine.largest_packet_sent <= 1400);
 
     // Garbage straight at node a's socket: dropped, counted, harmless.
     let raw = tokio::net::UdpSocket::bind(any).await.unwrap();

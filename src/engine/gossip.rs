@@ -58,6 +58,8 @@ impl Engine {
     /// pending rumors to `gossip_nodes` random peers.
     pub(super) fn gossip_round(&mut self, _now: Instant) {
         self.metrics.gossip_rounds += 1;
+        let _span =
+            tracing::trace_span!("gossip_round", round = self.metrics.gossip_rounds).entered();
         let mine = self.members.fingerprint();
         let mut targets: Vec<SocketAddr> = Vec::new();
         let peers = self

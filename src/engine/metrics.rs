@@ -119,3 +119,16 @@ pub struct Metrics {
     /// Deltas about this node's own state sent by someone else (ignored).
     pub deltas_about_self: u64,
 }
+
+/// How many members are in each status (this node included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// Alive members.
+    pub alive: usize,
+    /// Suspected members.
+    pub suspect: usize,
+    /// Members declared dead and not yet removed.
+    pub dead: usize,
+    /// Members that left and are not yet removed.
+    pub left: usize,
+}

@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 
 pub use event::Event;
 pub use membership::{Member, MemberStatus};
-pub use metrics::{Drops, KindCounts, Metrics};
+pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
 pub use node_id::NodeId;
 
 use crate::config::{Config, ConfigError};
@@ -276,6 +276,20 @@ impl Engine {
         self.members.len()
     }
 
+    /// How many members are in each status.
+    pub fn member_counts(&self) -> MemberCounts {
+        let mut c = MemberCounts::default();
+        for (_, k) in self.members.iter() {
+            match k.status {
+                MemberStatus::Alive => c.alive += 1,
+                MemberStatus::Suspect => c.suspect += 1,
+                MemberStatus::Dead => c.dead += 1,
+                MemberStatus::Left => c.left += 1,
+            }
+        }
+        c
+    }
+
     /// Counters since start.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -298,6 +312,7 @@ impl Engine {
     /// Handles one datagram received from `from`. Garbage is dropped and
     /// counted in [`Metrics::drops`]; nothing here can panic on bad bytes.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let _span = tracing::trace_span!("packet", %from, len = bytes.len()).entered();
         self.last_now = self.last_now.max(now);
         self.metrics.packets_received += 1;
         self.metrics.bytes_received += bytes.len() as u64;

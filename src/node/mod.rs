@@ -68,7 +68,9 @@ pub use events::EventStream;
 pub use keys::KEYS_STATE_KEY;
 
 use crate::config::{Config, ConfigError};
-use crate::engine::{BroadcastError, Engine, EngineError, Member, Metrics, NodeId, SetError};
+use crate::engine::{
+    BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId, SetError,
+};
 use crate::seal::{Keyring, KeyringError};
 use crate::transport::{EncryptedStats, Transport, TransportError, Udp};
 use encrypted::SealStats;
@@ -133,6 +135,8 @@ pub(crate) enum Command {
 pub struct NodeMetrics {
     /// Protocol counters (packets, bytes, drops by reason, rounds).
     pub engine: Metrics,
+    /// Members by status, this node included.
+    pub members: MemberCounts,
     /// Transport errors on send (transient; the node carried on).
     pub send_errors: u64,
     /// Transport errors on receive (transient; the node carried on).
