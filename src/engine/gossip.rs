@@ -56,15 +56,18 @@ impl Engine {
     /// random peers (skipping those whose last reported fingerprint equals
     /// ours: they are in sync), or to a seed while we know no peer; and
     /// pending rumors to `gossip_nodes` random peers.
-    pub(super) fn gossip_round(&mut self, _now: Instant) {
+    pub(super) fn gossip_round(&mut self, now: Instant) {
         self.metrics.gossip_rounds += 1;
         let _span =
             tracing::trace_span!("gossip_round", round = self.metrics.gossip_rounds).entered();
         let mine = self.members.fingerprint();
         let mut targets: Vec<SocketAddr> = Vec::new();
-        let peers = self
-            .members
-            .random_peers(&mut self.rng, self.config.gossip_fanout, None);
+        let fanout = if self.anti_entropy_active(now) {
+            self.config.gossip_fanout
+        } else {
+            0
+        };
+        let peers = self.members.random_peers(&mut self.rng, fanout, None);
         for key in peers {
             if self.swim.peer_fingerprints.get(&key) == Some(&mine) {
                 continue;
@@ -95,9 +98,36 @@ impl Engine {
         }
     }
 
+    /// Records the fingerprint a peer reported; a mismatch is evidence that
+    /// the cluster is not in sync, which keeps anti-entropy running.
+    pub(super) fn heard_fingerprint(&mut self, peer: Option<u64>, fingerprint: u64) {
+        if let Some(p) = peer {
+            self.swim.peer_fingerprints.insert(p, fingerprint);
+        }
+        if fingerprint != self.members.fingerprint() {
+            self.diverged();
+        }
+    }
+
+    /// Notes evidence that this node and its peers may disagree.
+    pub(super) fn diverged(&mut self) {
+        self.last_divergence = self.last_now;
+    }
+
+    /// Whether anti-entropy should run: some evidence of divergence (a
+    /// change here, a mismatching fingerprint heard on a probe or digest, a
+    /// new member) is recent. An idle, in-sync cluster sends no Syn at all;
+    /// the fingerprints riding on every probe detect a divergence within
+    /// about one probe interval.
+    fn anti_entropy_active(&self, now: Instant) -> bool {
+        let window = (self.config.gossip_interval * 10).max(self.config.probe_interval * 2);
+        now.saturating_duration_since(self.last_divergence) < window
+    }
+
     /// Remembers that node `key` advanced past `before`, to push the news
     /// to a few peers after `push_delay` (batching what changes meanwhile).
     pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
+        self.diverged();
         if self.config.push_fanout == 0 || self.swim.leaving {
             return;
         }
@@ -198,9 +228,7 @@ impl Engine {
 
     fn on_syn(&mut self, from: SocketAddr, sender: Option<u64>, syn: proto::Syn) {
         let Some(d) = syn.digest else { return };
-        if let Some(s) = sender {
-            self.swim.peer_fingerprints.insert(s, d.fingerprint);
-        }
+        self.heard_fingerprint(sender, d.fingerprint);
         if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
             self.metrics.in_sync += 1;
             return;
@@ -253,9 +281,7 @@ impl Engine {
     ) {
         self.apply_deltas(now, &sa.deltas);
         let Some(d) = sa.digest else { return };
-        if let Some(s) = sender {
-            self.swim.peer_fingerprints.insert(s, d.fingerprint);
-        }
+        self.heard_fingerprint(sender, d.fingerprint);
         let cmp = self.compare(&d);
         if !cmp.gives.is_empty() {
             let Ok(mut packer) = Packer::new(self.header(), self.budget) else {

@@ -129,6 +129,7 @@ impl Engine {
         }
         let status = status_of(state);
         self.members.set_status(key, status, u.incarnation);
+        self.diverged();
         match status {
             MemberStatus::Suspect => {
                 let (min, max) = self.suspicion_bounds();

@@ -143,6 +143,9 @@ pub struct Engine {
     push_at: Option<Instant>,
     /// The latest `now` the engine was given (for `set`, which takes none).
     last_now: Instant,
+    /// Last evidence that peers may disagree with us (see
+    /// `anti_entropy_active`).
+    last_divergence: Instant,
 }
 
 impl Engine {
@@ -216,6 +219,7 @@ impl Engine {
             fresh: HashMap::new(),
             push_at: None,
             last_now: now,
+            last_divergence: now,
             me,
             config,
         })
@@ -519,6 +523,7 @@ impl Engine {
             }
             None => {
                 self.members.insert(id.clone());
+                self.diverged();
                 self.events.push_back(Event::MemberJoined(id.clone()));
                 Some(id.key())
             }

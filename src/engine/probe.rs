@@ -451,9 +451,7 @@ impl Engine {
             // Meant for whoever had this address before us.
             return;
         }
-        if let Some(s) = sender {
-            self.swim.peer_fingerprints.insert(s, ping.fingerprint);
-        }
+        self.heard_fingerprint(sender, ping.fingerprint);
         let ack = proto::Message {
             kind: Some(Kind::PingAck(proto::PingAck {
                 seq: ping.seq,
@@ -495,9 +493,7 @@ impl Engine {
         ack: proto::PingAck,
     ) {
         if ack.target.is_empty() {
-            if let Some(s) = sender {
-                self.swim.peer_fingerprints.insert(s, ack.fingerprint);
-            }
+            self.heard_fingerprint(sender, ack.fingerprint);
         }
         if let Some(p) = self.swim.probe.as_mut() {
             if p.seq == ack.seq && !p.acked {
