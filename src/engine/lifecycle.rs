@@ -194,6 +194,13 @@ impl Engine {
                     return;
                 }
                 if incarnation < mine {
+                    // A stale rumor: we already refuted it, but whoever
+                    // still spreads it may have missed the refutation.
+                    // Gossip our current incarnation again (no bump).
+                    let msg = update(&self.me, mine, MemberState::Alive, &self.me.name);
+                    self.swim
+                        .rumors
+                        .push(Subject::Member(self.me.name.clone()), msg);
                     return;
                 }
                 let inc = incarnation + 1;

@@ -194,10 +194,13 @@ impl Engine {
             }
             .into());
         }
+        // Refuse from the network what this node could never gossip on:
+        // keys longer than it accepts itself, values larger than an entry
+        // that fits one packet under its budget.
         let limits = Limits {
             max_name_len: 255,
-            max_key_len: 1024,
-            max_value_len: wire::MAX_PACKET,
+            max_key_len: config.max_key_len,
+            max_value_len: budget - overhead,
             max_messages: 1024,
         };
         let interval = config.gossip_interval;

@@ -6,10 +6,23 @@
 //! the encrypted transport wrap another transport and report a smaller
 //! budget, so the whole stack still never exceeds the wire MTU.
 //!
-//! Implementations here: [`Udp`] (plain UDP, IPv4 and IPv6) and [`Memory`]
-//! (an in-process network with per-link MTU, loss, partitions and counters,
-//! for tests and examples).
+//! Implementations here:
+//!
+//! * [`Udp`] — plain UDP, IPv4 and IPv6.
+//! * [`Memory`] — an in-process network with per-link MTU, loss, partitions
+//!   and counters, for tests and examples.
+//! * [`Encrypted`] — a decorator that seals every datagram of another
+//!   transport (AEAD, keyring, anti-replay; see [`crate::seal`]).
+//! * [`Quic`] — datagrams over QUIC connections with mutual TLS.
+//! * [`Chaos`] — a decorator that loses, delays, duplicates and reorders
+//!   another transport's datagrams and cuts its links, controlled at run
+//!   time, for fault-injection tests on real sockets.
+//!
+//! Your own transport plugs in the same way: implement [`Transport`] and
+//! check it with the conformance suite (`conformance`, behind the
+//! `testing` feature).
 
+mod chaos;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod encrypted;
@@ -23,6 +36,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+pub use chaos::{Chaos, ChaosConfig, ChaosControl, ChaosStats};
 pub use encrypted::{Encrypted, EncryptedStats, EncryptionConfig, MAX_CLUSTER_LABEL};
 pub use memory::{LinkStats, Memory, MemoryNetwork};
 pub use quic::{QUIC_ALPN, Quic, QuicConfig, QuicHandle, QuicStats};
