@@ -288,3 +288,45 @@ async fn leave_is_reported_as_left_and_broadcasts_arrive_once() {
     }
     shutdown(nodes[..5].to_vec()).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shrunken_path_limit_makes_nodes_pack_smaller_not_go_silent() {
+    // Anti-entropy only (no pushes), and enough members that a digest page
+    // is larger than the shrunken path: without re-packing, no Syn fits.
+    let net = MemoryNetwork::new(9);
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..40 {
+        let config = Config {
+            rng_seed: Some(i),
+            push_fanout: 0,
+            ..Config::local().with_name(format!("n{i}"))
+        };
+        let seeds: Vec<SocketAddr> = nodes
+            .first()
+            .map(|n| n.local_id().addr)
+            .into_iter()
+            .collect();
+        nodes.push(
+            Node::builder(config)
+                .seeds(seeds)
+                .start(net.bind())
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        eventually(&nodes, Duration::from_secs(30), async |n| {
+            n.members().await.unwrap().len() == 40
+        })
+        .await
+    );
+    // The path now carries less than the transports declared at bind time.
+    net.set_mtu(300);
+    nodes[2].set("blob", vec![b'x'; 60]).await.unwrap();
+    let spread = eventually(&nodes, Duration::from_secs(30), async |n| {
+        n.get("n2", "blob").await.unwrap().is_some()
+    })
+    .await;
+    assert!(spread, "state stopped flowing after the limit shrank");
+    shutdown(nodes).await;
+}

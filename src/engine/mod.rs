@@ -441,6 +441,22 @@ impl Engine {
             .map_or(0, |k| k.state.max_version())
     }
 
+    /// Lowers the packet budget to `max` bytes, for a transport that
+    /// reported a smaller limit than it declared (e.g. a QUIC peer whose
+    /// datagram size shrank). Every later packet is packed under the new
+    /// budget; what the refused packet carried is sent again by the
+    /// protocol (gossip and probes retry). Returns false, changing nothing,
+    /// if `max` is not smaller or too small to hold a useful packet.
+    pub fn shrink_budget(&mut self, max: usize) -> bool {
+        let overhead = self.budget - self.max_entry;
+        if max >= self.budget || max < overhead + 16 {
+            return false;
+        }
+        self.budget = max;
+        self.max_entry = max - overhead;
+        true
+    }
+
     /// Adds addresses to contact while this node knows no peer.
     pub fn add_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
         for s in seeds {

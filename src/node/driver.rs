@@ -11,7 +11,7 @@ use super::keys::{KEYS_STATE_KEY, KeyPublisher};
 use super::{Command, NodeMetrics, SeedProvider};
 use crate::Event;
 use crate::engine::Engine;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 
 /// How often the seed provider may be asked while the node knows no peer.
 const SEED_RETRY: Duration = Duration::from_secs(1);
@@ -39,6 +39,13 @@ pub(crate) async fn run<T: Transport>(
                 if !e.is_transient() {
                     tracing::warn!(error = %e, "transport closed; node stops");
                     return;
+                }
+                if let TransportError::TooLarge { max, len } = e {
+                    // Never retried whole: later packets are packed smaller.
+                    if engine.shrink_budget(max) {
+                        tracing::warn!(to = %t.to, len, max, "transport limit shrank; packing smaller");
+                    }
+                    continue;
                 }
                 tracing::debug!(to = %t.to, error = %e, "send failed");
             }
