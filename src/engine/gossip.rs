@@ -143,9 +143,11 @@ impl Engine {
     /// that miss a push (or would have a gap) catch up by anti-entropy.
     pub(super) fn push_fresh(&mut self) {
         self.push_at = None;
-        let fresh: Vec<(Line, bool)> = self
-            .fresh
-            .drain()
+        let mut fresh: Vec<(u64, u64)> = self.fresh.drain().collect();
+        // Hash-map order is random per process: sort, so runs replay.
+        fresh.sort_unstable();
+        let fresh: Vec<(Line, bool)> = fresh
+            .into_iter()
             .map(|(key, from)| {
                 (
                     Line {
@@ -477,16 +479,8 @@ impl Engine {
     fn flush_with(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
         if !self.swim.rumors.is_empty() {
             let limit = self.rumor_limit();
-            let mut room = packer.budget() - packer.len();
-            let rumors = self.swim.rumors.take(limit, buddy, |size| {
-                let cost = field_len(size);
-                if cost <= room {
-                    room -= cost;
-                    true
-                } else {
-                    false
-                }
-            });
+            let room = packer.budget() - packer.len();
+            let rumors = self.swim.rumors.take(limit, buddy, room);
             for r in rumors {
                 self.push_and_send(&mut packer, r);
             }

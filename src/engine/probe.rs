@@ -337,7 +337,9 @@ impl Engine {
         let Some(k) = self.members.get(p.target) else {
             return;
         };
-        if k.status != MemberStatus::Alive {
+        // Alive: a new suspicion. Already suspect: our own failed probe is
+        // an independent confirmation (Lifeguard shortens the timeout).
+        if !k.status.is_healthy() {
             return;
         }
         let msg = proto::MemberUpdate {
@@ -359,6 +361,7 @@ impl Engine {
             }
             now < r.expires
         });
+        nacks.sort_unstable();
         for (to, seq) in nacks {
             let msg = proto::Message {
                 kind: Some(Kind::PingNack(proto::PingNack { seq })),
@@ -375,6 +378,9 @@ impl Engine {
             .filter(|(_, s)| now >= s.deadline())
             .map(|(k, s)| (*k, s.incarnation))
             .collect();
+        // Hash-map order is random per process: sort, so runs replay.
+        let mut due = due;
+        due.sort_unstable();
         for (key, inc) in due {
             self.swim.suspicions.remove(&key);
             let Some(k) = self.members.get(key) else {
@@ -406,6 +412,8 @@ impl Engine {
                 retry.push(*key);
             }
         }
+        retry.sort_unstable();
+        remove.sort_unstable();
         for key in retry {
             let Some(k) = self.members.get(key) else {
                 continue;

@@ -2,7 +2,9 @@
 //! packet, each retransmitted about `retransmit_mult · log10(N + 1)` times,
 //! least-sent first, membership before user data.
 
-use crate::wire::proto;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
 /// the older one.
@@ -16,59 +18,123 @@ pub(crate) enum Subject {
 struct Rumor {
     subject: Subject,
     msg: proto::Message,
-    sent: u32,
     /// Encoded size, cached.
     size: usize,
 }
 
+/// One queue, ordered by (times sent, age): the least-sent, oldest rumor
+/// first. Taking, re-queueing and replacing are O(log n), so a queue of
+/// thousands of join rumors costs no more per packet than a short one.
+#[derive(Debug, Default)]
+struct Queue {
+    order: BTreeMap<(u32, u64), Rumor>,
+    index: HashMap<Subject, (u32, u64)>,
+    next_seq: u64,
+}
+
+impl Queue {
+    fn push(&mut self, subject: Subject, msg: proto::Message, cap: usize) {
+        if let Some(pos) = self.index.remove(&subject) {
+            self.order.remove(&pos);
+        }
+        if self.order.len() >= cap {
+            // Full: forget the most-sent rumor (anti-entropy still carries
+            // what it said, only more slowly).
+            if let Some((pos, r)) = self.order.pop_last() {
+                debug_assert_eq!(self.index.get(&r.subject), Some(&pos));
+                self.index.remove(&r.subject);
+            }
+        }
+        let pos = (0, self.next_seq);
+        self.next_seq += 1;
+        let size = prost::Message::encoded_len(&msg);
+        self.index.insert(subject.clone(), pos);
+        self.order.insert(pos, Rumor { subject, msg, size });
+    }
+
+    /// Takes the rumor at `pos` if it fits `room`, counting a transmission.
+    fn take_at(&mut self, pos: (u32, u64), limit: u32, room: &mut usize) -> Option<proto::Message> {
+        let cost = field_len(self.order.get(&pos)?.size);
+        if cost > *room {
+            return None;
+        }
+        *room -= cost;
+        let r = self.order.remove(&pos)?;
+        let msg = r.msg.clone();
+        let sent = pos.0 + 1;
+        if sent < limit {
+            let next = (sent, pos.1);
+            self.index.insert(r.subject.clone(), next);
+            self.order.insert(next, r);
+        } else {
+            self.index.remove(&r.subject);
+        }
+        Some(msg)
+    }
+
+    fn take(
+        &mut self,
+        limit: u32,
+        first: Option<&Subject>,
+        room: &mut usize,
+        out: &mut Vec<proto::Message>,
+    ) {
+        if let Some(pos) = first.and_then(|f| self.index.get(f).copied()) {
+            out.extend(self.take_at(pos, limit, room));
+        }
+        // Look at a bounded number of candidates: past that the packet is
+        // as full as rumors will make it.
+        let candidates: Vec<(u32, u64)> = self.order.keys().take(MAX_SCAN).copied().collect();
+        for pos in candidates {
+            if *room < MIN_RUMOR {
+                break;
+            }
+            out.extend(self.take_at(pos, limit, room));
+        }
+    }
+}
+
+/// Most rumors a queue holds (a burst of thousands of joins would
+/// otherwise grow it, and every node's, to O(N)).
+const MEMBER_CAP: usize = 4096;
+const USER_CAP: usize = 4096;
+/// Candidates examined per packet.
+const MAX_SCAN: usize = 128;
+/// No rumor is smaller than this (encoded, with its field header).
+const MIN_RUMOR: usize = 12;
+
 /// Two queues, membership first.
 #[derive(Debug, Default)]
 pub(crate) struct Rumors {
-    member: Vec<Rumor>,
-    user: Vec<Rumor>,
+    member: Queue,
+    user: Queue,
 }
 
 impl Rumors {
     pub fn push(&mut self, subject: Subject, msg: proto::Message) {
-        let size = prost::Message::encoded_len(&msg);
-        let q = match subject {
-            Subject::Member(_) => &mut self.member,
-            Subject::Broadcast(..) => &mut self.user,
-        };
-        q.retain(|r| r.subject != subject);
-        q.push(Rumor {
-            subject,
-            msg,
-            sent: 0,
-            size,
-        });
+        match subject {
+            Subject::Member(_) => self.member.push(subject, msg, MEMBER_CAP),
+            Subject::Broadcast(..) => self.user.push(subject, msg, USER_CAP),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.member.is_empty() && self.user.is_empty()
+        self.member.order.is_empty() && self.user.order.is_empty()
     }
 
-    /// Takes rumors, least sent first, while `fits(size)` accepts them;
-    /// counts a transmission for each and drops those sent `limit` times.
-    /// A rumor about `first` (the probe target: the buddy system) goes
-    /// before all others.
+    /// Takes rumors, least sent first, while they fit in `room` bytes (each
+    /// costs its field header too); counts a transmission for each and
+    /// drops those sent `limit` times. A rumor about `first` (the probe
+    /// target: the buddy system) goes before all others.
     pub fn take(
         &mut self,
         limit: u32,
         first: Option<&Subject>,
-        mut fits: impl FnMut(usize) -> bool,
+        mut room: usize,
     ) -> Vec<proto::Message> {
         let mut out = Vec::new();
-        for q in [&mut self.member, &mut self.user] {
-            q.sort_by_key(|r| (Some(&r.subject) != first, r.sent));
-            for r in q.iter_mut() {
-                if fits(r.size) {
-                    r.sent += 1;
-                    out.push(r.msg.clone());
-                }
-            }
-            q.retain(|r| r.sent < limit);
-        }
+        self.member.take(limit, first, &mut room, &mut out);
+        self.user.take(limit, first, &mut room, &mut out);
         out
     }
 }
@@ -92,20 +158,32 @@ mod tests {
         let mut r = Rumors::default();
         r.push(Subject::Broadcast("a".into(), 1), bc(1));
         for _ in 0..3 {
-            assert_eq!(r.take(3, None, |_| true).len(), 1);
+            assert_eq!(r.take(3, None, 10_000).len(), 1);
         }
         assert!(r.is_empty());
         r.push(Subject::Broadcast("a".into(), 2), bc(2));
-        r.take(3, None, |_| true);
+        r.take(3, None, 10_000);
         r.push(Subject::Broadcast("a".into(), 3), bc(3));
-        // Only room for one: the fresh rumor wins.
-        let mut room = 1;
-        let got = r.take(3, None, |_| {
-            let ok = room > 0;
-            room -= 1;
-            ok
-        });
+        // Only room for one: the least-sent rumor wins.
+        let one = field_len(prost::Message::encoded_len(&bc(3)));
+        let got = r.take(3, None, one);
         assert_eq!(got, vec![bc(3)]);
+    }
+
+    #[test]
+    fn the_buddy_goes_first_and_a_full_queue_forgets_the_most_sent() {
+        let mut r = Rumors::default();
+        r.push(Subject::Broadcast("a".into(), 1), bc(1));
+        r.push(Subject::Broadcast("a".into(), 2), bc(2));
+        let one = field_len(prost::Message::encoded_len(&bc(2)));
+        let got = r.take(9, Some(&Subject::Broadcast("a".into(), 2)), one);
+        assert_eq!(got, vec![bc(2)]);
+        let mut q = Queue::default();
+        for i in 0..5 {
+            q.push(Subject::Broadcast("a".into(), i), bc(i), 3);
+        }
+        assert_eq!(q.order.len(), 3);
+        assert_eq!(q.index.len(), 3);
     }
 
     #[test]
@@ -114,6 +192,6 @@ mod tests {
         let s = Subject::Member("x".into());
         r.push(s.clone(), bc(1));
         r.push(s.clone(), bc(2));
-        assert_eq!(r.take(5, None, |_| true), vec![bc(2)]);
+        assert_eq!(r.take(5, None, 10_000), vec![bc(2)]);
     }
 }
