@@ -6,7 +6,8 @@
 //! itself.
 //!
 //! ```text
-//! cargo run --example cluster
+//! cargo run --example cluster                      # 8 nodes, one write
+//! cargo run --release --example cluster -- 128 20  # 128 nodes, 20 writes: mean and worst
 //! ```
 
 use std::net::SocketAddr;
@@ -14,14 +15,16 @@ use std::time::{Duration, Instant};
 
 use scuttlewire::{Config, Event, Node};
 
-const NODES: usize = 8;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let count: usize = args.next().map_or(Ok(8), |a| a.parse())?;
+    let count = count.max(2);
+    let writes: usize = args.next().map_or(Ok(1), |a| a.parse())?;
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     let mut nodes: Vec<Node> = Vec::new();
     let started = Instant::now();
-    for i in 0..NODES {
+    for i in 0..count {
         let mut builder = Node::builder(Config::lan().with_name(format!("node-{i}")))
             .initial_state("role", if i == 0 { "seed" } else { "worker" });
         if let Some(first) = nodes.first() {
@@ -29,8 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         nodes.push(builder.start_udp(any).await?);
     }
-    println!("started {NODES} nodes on loopback UDP (LAN preset: gossip every 200 ms)");
-    for n in &nodes {
+    println!("started {count} nodes on loopback UDP (LAN preset: gossip every 200 ms)");
+    for n in nodes.iter().take(16) {
         println!("  {}", n.local_id());
     }
 
@@ -38,11 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let mut full = 0;
         for n in &nodes {
-            if n.members().await?.len() == NODES {
+            if n.members().await?.len() == count {
                 full += 1;
             }
         }
-        if full == NODES {
+        if full == count {
             break;
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -52,45 +55,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("membership converged after {:?}", started.elapsed());
 
-    // Every node but the writer watches for the key.
-    let writer = &nodes[NODES - 1];
-    let writer_name = writer.local_id().name.clone();
-    let mut watchers = Vec::new();
-    for n in &nodes[..NODES - 1] {
-        let mut events = n.events();
-        let name = n.local_id().name.clone();
-        let owner = writer_name.clone();
-        watchers.push(tokio::spawn(async move {
-            while let Some(ev) = events.next().await {
-                if let Event::KeySet { node, key, .. } = ev {
-                    if node.name == owner && key == "greeting" {
-                        return Some((name, Instant::now()));
-                    }
-                }
-            }
-            None
-        }));
+    let mut totals = Vec::new();
+    for w in 0..writes {
+        let writer = &nodes[(count - 1 + w * 7) % count];
+        let last = write_and_wait(&nodes, writer, w, writes == 1).await?;
+        totals.push(last);
     }
-    let t0 = Instant::now();
-    writer.set("greeting", "hello, cluster").await?;
-    println!("{writer_name} set greeting = \"hello, cluster\"");
-    let mut last = Duration::ZERO;
-    for w in watchers {
-        let got = tokio::time::timeout(Duration::from_secs(30), w).await;
-        let Ok(Ok(Some((name, at)))) = got else {
-            return Err("a node did not receive the key within 30 s".into());
-        };
-        let took = at.duration_since(t0);
-        last = last.max(took);
+    if writes > 1 {
+        let mean = totals.iter().map(Duration::as_secs_f64).sum::<f64>() / writes as f64;
+        let worst = totals.iter().max().copied().unwrap_or_default();
         println!(
-            "  {name:<8} has it after {:>7.1} ms",
-            took.as_secs_f64() * 1e3
+            "{writes} writes: every node had the value after {:.1} ms on average, {:.1} ms at worst",
+            mean * 1e3,
+            worst.as_secs_f64() * 1e3
         );
     }
-    println!(
-        "every node has the value after {:.1} ms",
-        last.as_secs_f64() * 1e3
-    );
 
     let m = nodes[0].metrics().await?;
     println!(
@@ -104,4 +83,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         n.shutdown().await;
     }
     Ok(())
+}
+
+/// Sets a key on `writer` and waits until every other node has it; returns
+/// how long the last one took.
+async fn write_and_wait(
+    nodes: &[Node],
+    writer: &Node,
+    round: usize,
+    verbose: bool,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let writer_name = writer.local_id().name.clone();
+    let key = format!("greeting-{round}");
+    let mut watchers = Vec::new();
+    for n in nodes.iter().filter(|n| n.local_id().name != writer_name) {
+        let mut events = n.events();
+        let name = n.local_id().name.clone();
+        let (owner, key) = (writer_name.clone(), key.clone());
+        watchers.push(tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                if let Event::KeySet { node, key: k, .. } = ev {
+                    if node.name == owner && k == key {
+                        return Some((name, Instant::now()));
+                    }
+                }
+            }
+            None
+        }));
+    }
+    let t0 = Instant::now();
+    writer.set(key.as_str(), "hello, cluster").await?;
+    if verbose {
+        println!("{writer_name} set {key} = \"hello, cluster\"");
+    }
+    let mut last = Duration::ZERO;
+    for w in watchers {
+        let got = tokio::time::timeout(Duration::from_secs(30), w).await;
+        let Ok(Ok(Some((name, at)))) = got else {
+            return Err("a node did not receive the key within 30 s".into());
+        };
+        let took = at.duration_since(t0);
+        last = last.max(took);
+        if verbose {
+            println!(
+                "  {name:<8} has it after {:>7.1} ms",
+                took.as_secs_f64() * 1e3
+            );
+        }
+    }
+    println!(
+        "every node has the value after {:.1} ms",
+        last.as_secs_f64() * 1e3
+    );
+    Ok(last)
 }
