@@ -49,7 +49,7 @@ pub struct Config {
     /// `suspicion_mult · max(1, log10 N) · probe_interval`. It is reached
     /// only once independent suspectors confirm (Lifeguard); a lone
     /// suspicion waits `suspicion_max_mult` times longer. Range 1..=32,
-    /// default 2 (LAN), 4 (WAN).
+    /// default 1 (LAN), 4 (WAN).
     pub suspicion_mult: u32,
     /// Ceiling of the suspicion timeout as a multiple of its floor.
     /// Range 1..=32, default 6.
@@ -112,7 +112,7 @@ impl Config {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
-            suspicion_mult: 2,
+            suspicion_mult: 1,
             suspicion_max_mult: 6,
             retransmit_mult: 4,
             conviction_threshold: 8.0,
