@@ -3,6 +3,7 @@
 //! reordered datagrams do no harm. Real time, so every wait is a bounded
 //! poll for a condition, never a fixed sleep standing in for an assertion.
 
+mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,23 +66,7 @@ fn loopback() -> SocketAddr {
 }
 
 async fn eventually_on(nodes: &[Node], check: impl AsyncFn(&Node) -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let mut all = true;
-        for n in nodes {
-            if !check(n).await {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(nodes, PATIENCE, check).await
 }
 
 async fn all_alive(n: &Node, count: usize) -> bool {

@@ -7,6 +7,9 @@ use std::time::Duration;
 use scuttlewire::transport::{MemoryNetwork, Transport};
 use scuttlewire::{Config, Event, Node};
 
+mod common;
+use common::eventually;
+
 async fn cluster(net: &MemoryNetwork, n: usize) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     let mut first: Option<SocketAddr> = None;
@@ -26,27 +29,6 @@ async fn cluster(net: &MemoryNetwork, n: usize) -> Vec<Node> {
         nodes.push(node);
     }
     nodes
-}
-
-/// Polls (in virtual time) until `check` holds on every node.
-async fn eventually(nodes: &[Node], limit: Duration, check: impl AsyncFn(&Node) -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let mut all = true;
-        for n in nodes {
-            if !check(n).await {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn shutdown(nodes: Vec<Node>) {
