@@ -119,7 +119,13 @@ impl Engine {
     /// new member) is recent. An idle, in-sync cluster sends no Syn at all;
     /// the fingerprints riding on every probe detect a divergence within
     /// about one probe interval.
+    ///
+    /// With pushes turned off (`push_fanout = 0`) nothing else carries fresh
+    /// news, so anti-entropy runs every round, as classic Scuttlebutt does.
     fn anti_entropy_active(&self, now: Instant) -> bool {
+        if self.config.push_fanout == 0 {
+            return true;
+        }
         let window = (self.config.gossip_interval * 10).max(self.config.probe_interval * 2);
         now.saturating_duration_since(self.last_divergence) < window
     }
