@@ -498,13 +498,7 @@ impl<T: Transport> Transport for Chaos<T> {
     /// dropped and delayed datagrams alike. Copies without delay are sent
     /// at once and report the inner transport's error.
     async fn send(&self, to: SocketAddr, payload: Bytes) -> Result<(), TransportError> {
-        let max = self.inner.max_payload();
-        if payload.len() > max {
-            return Err(TransportError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        TransportError::check_len(payload.len(), self.inner.max_payload())?;
         let counters = &self.control.shared.counters;
         bump(&counters.offered);
         let mut result = Ok(());

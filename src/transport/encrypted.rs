@@ -313,13 +313,7 @@ impl<T: Transport> Transport for Encrypted<T> {
     /// `send_plaintext`). Refuses payloads over [`Transport::max_payload`]
     /// with [`TransportError::TooLarge`].
     async fn send(&self, to: SocketAddr, payload: Bytes) -> Result<(), TransportError> {
-        let max = self.max_payload();
-        if payload.len() > max {
-            return Err(TransportError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        TransportError::check_len(payload.len(), self.max_payload())?;
         let datagram = if self.config.send_plaintext {
             bump(&self.counters.sent_plaintext);
             payload

@@ -380,13 +380,7 @@ impl Transport for Memory {
     /// anything else is delivered or silently dropped, as UDP would.
     /// Empty payloads are delivered as empty datagrams.
     async fn send(&self, to: SocketAddr, payload: Bytes) -> Result<(), TransportError> {
-        let max = self.max_payload();
-        if payload.len() > max {
-            return Err(TransportError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        TransportError::check_len(payload.len(), self.max_payload())?;
         self.network.deliver(self.addr, self.id, to, payload)
     }
 

@@ -84,6 +84,15 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// `Err(TooLarge)` if a payload of `len` bytes exceeds `max`: the check
+    /// every `send` makes before anything leaves.
+    pub fn check_len(len: usize, max: usize) -> Result<(), TransportError> {
+        if len > max {
+            return Err(TransportError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
     /// Whether the node should keep running after this error.
     pub fn is_transient(&self) -> bool {
         !matches!(self, TransportError::Closed | TransportError::Setup(_))

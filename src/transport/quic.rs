@@ -475,12 +475,7 @@ impl Transport for Quic {
     /// (up to [`QuicConfig::queue_len`]); after a failed dial, sends fail
     /// fast with [`TransportError::Unreachable`] for a short back-off.
     async fn send(&self, to: SocketAddr, payload: Bytes) -> Result<(), TransportError> {
-        if payload.len() > self.max_payload {
-            return Err(TransportError::TooLarge {
-                len: payload.len(),
-                max: self.max_payload,
-            });
-        }
+        TransportError::check_len(payload.len(), self.max_payload)?;
         if self.shared.is_stopped() {
             return Err(TransportError::Closed);
         }

@@ -146,12 +146,7 @@ impl fmt::Debug for Udp {
 impl Transport for Udp {
     /// Sends one datagram. Empty payloads are sent as empty datagrams.
     async fn send(&self, to: SocketAddr, payload: Bytes) -> Result<(), TransportError> {
-        if payload.len() > self.max_payload {
-            return Err(TransportError::TooLarge {
-                len: payload.len(),
-                max: self.max_payload,
-            });
-        }
+        TransportError::check_len(payload.len(), self.max_payload)?;
         let to = destination(self.local_addr, to);
         let sent = self.socket.send_to(&payload, to).await?;
         if sent != payload.len() {
