@@ -97,7 +97,7 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<(), Box<dyn Error>> {
             let Some(mut c) = Cluster::converged(n, seed, &config) else {
                 return Err(format!("n={n}: membership did not converge").into());
             };
-            joins.push(secs(c.join));
+            joins.extend(c.join.map(secs));
             let mut rng = StdRng::seed_from_u64(seed);
             for (li, &loss) in opts.loss.iter().enumerate() {
                 pb.set_message(format!("propagation n={n} loss={loss}"));

@@ -298,13 +298,15 @@ pub fn simspeed(opts: &Options, out: &mut Out) {
     let run_packets = c.sim.stats().packets_delivered - join_packets;
     out.table(
         "simspeed",
-        "nodes  join_sim_s  join_wall_s  run_sim_s  run_wall_s  packets/wall_s  max_packet/budget",
+        "nodes  join_sim_s  join_wall_s  run_sim_s  run_wall_s  packets/wall_s  max_packet/budget  peak_MiB",
     );
     out.row(
         json!({
             "scenario": "simspeed",
             "nodes": n,
-            "join_sim_seconds": secs(c.join),
+            "join_sim_seconds": c.join.map(secs),
+            "started_converged": c.join.is_none(),
+            "peak_rss_mib": peak_rss_mib(),
             "join_wall_seconds": join_wall,
             "join_packets": join_packets,
             "run_sim_seconds": secs(d),
@@ -314,11 +316,20 @@ pub fn simspeed(opts: &Options, out: &mut Out) {
             "budget_bytes": BUDGET,
         }),
         format!(
-            "{n:>5}  {:>10.1}  {join_wall:>11.1}  {:>9.0}  {run_wall:>10.1}  {:>14.0}  {}/{BUDGET}",
-            secs(c.join),
+            "{n:>5}  {:>10}  {join_wall:>11.1}  {:>9.0}  {run_wall:>10.1}  {:>14.0}  {}/{BUDGET}  {:>8}",
+            c.join.map_or("converged".to_owned(), |j| format!("{:.1}", secs(j))),
             secs(d),
             run_packets as f64 / run_wall,
-            c.sim.stats().max_packet
+            c.sim.stats().max_packet,
+            peak_rss_mib().map_or("?".to_owned(), |m| m.to_string()),
         ),
     );
+}
+
+/// Peak resident memory of this process in MiB (Linux), if known.
+pub fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

@@ -73,7 +73,7 @@ pub(crate) fn build(
     unknown: &[u64],
     page: bool,
     room: usize,
-    cursor: &mut u64,
+    cursor: &mut usize,
 ) -> proto::Digest {
     let mut b = Page {
         lines: Vec::new(),
@@ -115,9 +115,9 @@ pub(crate) fn build(
         }
         let mut last = None;
         complete = true;
-        for key in members.window(*cursor) {
+        for (slot, key) in members.window(*cursor) {
             match line_of(key) {
-                Some(l) if b.add(l, room) => last = Some(key),
+                Some(l) if b.add(l, room) => last = Some(slot),
                 _ => {
                     complete = false;
                     break;
@@ -125,7 +125,7 @@ pub(crate) fn build(
             }
         }
         if let Some(last) = last {
-            *cursor = last.wrapping_add(1);
+            *cursor = last + 1;
         }
     }
     let lines = b.lines;

@@ -1,8 +1,12 @@
 //! The member table: every node this node knows, its state, its liveness
 //! status, and the indexes gossip needs (recency for digests, a rotating
-//! cursor, a fingerprint of all versions, random peer choice).
+//! window, a fingerprint of all versions, random peer choice).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -42,29 +46,48 @@ pub struct Member {
 }
 
 /// Everything known of one node.
+///
+/// A cluster of N nodes holds N² of these, so the record is kept small:
+/// the node key is stored once (not recomputed by hashing the name), the
+/// state is 16 bytes until the node has entries, and the indexes of the
+/// table below point at records by slot number instead of copying keys
+/// or names.
 #[derive(Debug)]
 pub(crate) struct Known {
     pub id: NodeId,
+    pub key: u64,
     pub state: NodeState,
-    pub status: MemberStatus,
     pub incarnation: u64,
-    /// Position in the recency index (larger = changed more recently).
+    /// Position in the recency log (larger = changed more recently).
     pub change_seq: u64,
+    pub status: MemberStatus,
+    /// Position in `Members::peers`, or `NOT_PEER`.
+    peer_pos: u32,
 }
 
-/// The table, keyed by node key (name + generation).
+const NOT_PEER: u32 = u32::MAX;
+
+/// How many recent changes the recency log remembers. Digests take at
+/// most a page's worth of recently changed nodes (~125 lines), so older
+/// entries would never be read.
+const RECENT_CAP: usize = 512;
+
+/// The table: records in a dense slab, found by node key or by name
+/// through hash tables of slot numbers.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
-    table: HashMap<u64, Known>,
-    by_name: HashMap<String, u64>,
-    /// Every key, for the digest's rotating window.
-    order: BTreeSet<u64>,
-    /// (change_seq, key), newest last.
-    recency: BTreeSet<(u64, u64)>,
+    slots: Vec<Known>,
+    /// Slot of each node key.
+    by_key: HashTable<u32>,
+    /// Slot of the newest generation known of each name.
+    by_name: HashTable<u32>,
+    hasher: RandomState,
+    /// (change_seq, key) of recent changes, oldest first; entries whose
+    /// record has changed again since are skipped when read.
+    recency: VecDeque<(u64, u64)>,
     next_seq: u64,
     /// Healthy peers (not us), for random choice.
     peers: Vec<u64>,
-    peer_pos: HashMap<u64, usize>,
     fingerprint: u64,
     me: u64,
 }
@@ -94,91 +117,171 @@ impl Members {
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.slots.len()
+    }
+
+    /// Makes room for `additional` more members at once (exactly, where a
+    /// one-by-one growth would overshoot by up to 2x).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve_exact(additional);
+        self.peers.reserve_exact(additional);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_key
+            .reserve(additional, |&i| hasher.hash_one(slots[i as usize].key));
+        self.by_name.reserve(additional, |&i| {
+            hasher.hash_one(slots[i as usize].id.name.as_str())
+        });
     }
 
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 
+    fn slot_of(&self, key: u64) -> Option<usize> {
+        let slots = &self.slots;
+        self.by_key
+            .find(self.hasher.hash_one(key), |&i| slots[i as usize].key == key)
+            .map(|&i| i as usize)
+    }
+
     pub fn get(&self, key: u64) -> Option<&Known> {
-        self.table.get(&key)
+        self.slot_of(key).map(|i| &self.slots[i])
     }
 
     pub fn key_of(&self, name: &str) -> Option<u64> {
-        self.by_name.get(name).copied()
+        self.by_name(name).map(|k| k.key)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Known> {
-        self.table.get(self.by_name.get(name)?)
+        let slots = &self.slots;
+        self.by_name
+            .find(self.hasher.hash_one(name), |&i| {
+                slots[i as usize].id.name == name
+            })
+            .map(|&i| &slots[i as usize])
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Known)> {
-        self.table.iter()
+    /// Every record, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &Known> {
+        self.slots.iter()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.order.iter().copied()
+        self.slots.iter().map(|k| k.key)
     }
 
-    /// Keys changed most recently first.
+    /// Keys changed most recently first (each at most once).
     pub fn recent(&self) -> impl Iterator<Item = u64> + '_ {
-        self.recency.iter().rev().map(|(_, k)| *k)
+        self.recency
+            .iter()
+            .rev()
+            .filter(|(seq, key)| self.get(*key).is_some_and(|k| k.change_seq == *seq))
+            .map(|(_, k)| *k)
     }
 
-    /// Keys from `start` (inclusive) upwards, wrapping around once.
-    pub fn window(&self, start: u64) -> impl Iterator<Item = u64> + '_ {
-        self.order
-            .range(start..)
-            .chain(self.order.range(..start))
-            .copied()
+    /// `(slot, key)` from slot `start` upwards, wrapping around once: a
+    /// window that rotates over every member as `start` moves on.
+    pub fn window(&self, start: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let start = if start < self.slots.len() { start } else { 0 };
+        let (low, high) = self.slots.split_at(start);
+        high.iter()
+            .enumerate()
+            .map(move |(i, k)| (start + i, k.key))
+            .chain(low.iter().enumerate().map(|(i, k)| (i, k.key)))
     }
 
-    /// Adds a node unknown until now (its name must be free).
+    /// Adds a node unknown until now (its key must be new; a name already
+    /// known is taken over by this newer generation).
     pub fn insert(&mut self, id: NodeId) {
         let key = id.key();
         let seq = self.bump();
-        self.by_name.insert(id.name.clone(), key);
-        self.order.insert(key);
-        self.recency.insert((seq, key));
+        // 2^32 records would take over 400 GiB: allocation fails first.
+        let slot = self.slots.len() as u32;
+        self.note_change(seq, key);
         // New members are alive, so they count in the fingerprint.
         self.fingerprint ^= mix(key, 0);
-        if key != self.me {
-            self.add_peer(key);
-        }
-        self.table.insert(
+        let name_hash = self.hasher.hash_one(id.name.as_str());
+        self.slots.push(Known {
+            id,
             key,
-            Known {
-                id,
-                state: NodeState::default(),
-                status: MemberStatus::Alive,
-                incarnation: 0,
-                change_seq: seq,
-            },
-        );
+            state: NodeState::default(),
+            incarnation: 0,
+            change_seq: seq,
+            status: MemberStatus::Alive,
+            peer_pos: NOT_PEER,
+        });
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_key.insert_unique(hasher.hash_one(key), slot, |&i| {
+            hasher.hash_one(slots[i as usize].key)
+        });
+        let name = slots[slot as usize].id.name.as_str();
+        match self.by_name.entry(
+            name_hash,
+            |&i| slots[i as usize].id.name == name,
+            |&i| hasher.hash_one(slots[i as usize].id.name.as_str()),
+        ) {
+            Entry::Occupied(mut e) => *e.get_mut() = slot,
+            Entry::Vacant(e) => {
+                e.insert(slot);
+            }
+        }
+        if key != self.me {
+            self.add_peer(slot as usize);
+        }
     }
 
     /// Removes a node and all its state.
     pub fn remove(&mut self, key: u64) -> Option<Known> {
-        let k = self.table.remove(&key)?;
-        if self.by_name.get(&k.id.name) == Some(&key) {
-            self.by_name.remove(&k.id.name);
+        let slot = self.slot_of(key)?;
+        self.remove_peer(slot);
+        let hasher = &self.hasher;
+        let slots = &self.slots;
+        let k = &slots[slot];
+        if let Ok(e) = self
+            .by_key
+            .find_entry(hasher.hash_one(key), |&i| i as usize == slot)
+        {
+            e.remove();
         }
-        self.order.remove(&key);
-        self.recency.remove(&(k.change_seq, key));
+        let name = k.id.name.as_str();
+        if let Ok(e) = self
+            .by_name
+            .find_entry(hasher.hash_one(name), |&i| i as usize == slot)
+        {
+            e.remove();
+        }
+        // Move the last record into the hole and repoint its indexes.
+        let last = slots.len() - 1;
+        if slot != last {
+            let moved = &slots[last];
+            let (to, from) = (slot as u32, last as u32);
+            if let Some(i) = self
+                .by_key
+                .find_mut(hasher.hash_one(moved.key), |&i| i == from)
+            {
+                *i = to;
+            }
+            if let Some(i) = self
+                .by_name
+                .find_mut(hasher.hash_one(moved.id.name.as_str()), |&i| i == from)
+            {
+                *i = to;
+            }
+        }
+        let k = self.slots.swap_remove(slot);
         if k.status.is_healthy() {
             self.fingerprint ^= mix(key, k.state.max_version());
         }
-        self.remove_peer(key);
         Some(k)
     }
 
     /// Sets a member's status and incarnation, keeping the peer list and
     /// the fingerprint (which covers healthy members only) right.
     pub fn set_status(&mut self, key: u64, status: MemberStatus, incarnation: u64) {
-        let Some(k) = self.table.get_mut(&key) else {
+        let Some(slot) = self.slot_of(key) else {
             return;
         };
+        let k = &mut self.slots[slot];
         k.incarnation = incarnation;
         if k.status.is_healthy() != status.is_healthy() {
             self.fingerprint ^= mix(key, k.state.max_version());
@@ -186,18 +289,19 @@ impl Members {
         k.status = status;
         if key != self.me {
             if status.is_healthy() {
-                self.add_peer(key);
+                self.add_peer(slot);
             } else {
-                self.remove_peer(key);
+                self.remove_peer(slot);
             }
         }
     }
 
     /// Runs `f` on a node's state, keeping the fingerprint and the recency
-    /// index right. Returns `None` if the node is unknown.
+    /// log right. Returns `None` if the node is unknown.
     pub fn with_state<R>(&mut self, key: u64, f: impl FnOnce(&mut NodeState) -> R) -> Option<R> {
+        let slot = self.slot_of(key)?;
         let seq = self.next_seq;
-        let k = self.table.get_mut(&key)?;
+        let k = &mut self.slots[slot];
         let before = k.state.max_version();
         let r = f(&mut k.state);
         let after = k.state.max_version();
@@ -205,10 +309,9 @@ impl Members {
             if k.status.is_healthy() {
                 self.fingerprint ^= mix(key, before) ^ mix(key, after);
             }
-            self.recency.remove(&(k.change_seq, key));
             k.change_seq = seq;
-            self.recency.insert((seq, key));
             self.next_seq += 1;
+            self.note_change(seq, key);
         }
         Some(r)
     }
@@ -221,8 +324,10 @@ impl Members {
     /// Up to `n` distinct random healthy peers, none of them `except`.
     pub fn random_peers(&self, rng: &mut StdRng, n: usize, except: Option<u64>) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
-        let candidates =
-            self.peers.len() - usize::from(except.is_some_and(|e| self.peer_pos.contains_key(&e)));
+        let except_is_peer = except
+            .and_then(|e| self.get(e))
+            .is_some_and(|k| k.peer_pos != NOT_PEER);
+        let candidates = self.peers.len() - usize::from(except_is_peer);
         let want = n.min(candidates);
         let mut tries = 0;
         while out.len() < want && tries < want * 8 + 16 {
@@ -246,21 +351,36 @@ impl Members {
         s
     }
 
-    fn add_peer(&mut self, key: u64) {
-        if self.peer_pos.contains_key(&key) {
-            return;
+    fn note_change(&mut self, seq: u64, key: u64) {
+        if self.recency.len() == RECENT_CAP {
+            self.recency.pop_front();
         }
-        self.peer_pos.insert(key, self.peers.len());
-        self.peers.push(key);
+        self.recency.push_back((seq, key));
     }
 
-    fn remove_peer(&mut self, key: u64) {
-        let Some(pos) = self.peer_pos.remove(&key) else {
+    fn add_peer(&mut self, slot: usize) {
+        let k = &mut self.slots[slot];
+        if k.peer_pos != NOT_PEER {
             return;
-        };
-        self.peers.swap_remove(pos);
-        if let Some(moved) = self.peers.get(pos) {
-            self.peer_pos.insert(*moved, pos);
+        }
+        k.peer_pos = self.peers.len() as u32;
+        self.peers.push(k.key);
+    }
+
+    fn remove_peer(&mut self, slot: usize) {
+        let k = &mut self.slots[slot];
+        let pos = std::mem::replace(&mut k.peer_pos, NOT_PEER);
+        if pos == NOT_PEER {
+            return;
+        }
+        self.peers.swap_remove(pos as usize);
+        if let Some(&moved) = self.peers.get(pos as usize) {
+            if let Some(m) = self.slot_of(moved) {
+                self.slots[m].peer_pos = pos;
+            }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@
 //! every entry of the range that is still current, so a receiver that holds
 //! the prefix up to `from` holds the prefix up to `to` after applying it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -54,13 +54,27 @@ pub(crate) enum DeltaRefused {
     BeforeCollection,
 }
 
+/// States with more entries than this get a key index; smaller ones are
+/// scanned (a few cache lines, faster than hashing).
+const INDEX_AT: usize = 16;
+
 /// The versioned state of one node.
+///
+/// Every member holds one of these for every node, so an empty state costs
+/// 16 bytes and no allocation; entries live in a boxed body made on the
+/// first write.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
-    entries: HashMap<String, Entry>,
-    /// Current version -> key, for version-ordered deltas.
-    by_version: BTreeMap<u64, String>,
     max_version: u64,
+    body: Option<Box<Body>>,
+}
+
+#[derive(Debug, Default)]
+struct Body {
+    /// Current entries, each key once, sorted by version.
+    list: Vec<Slot>,
+    /// Key -> current version, once `list` is longer than [`INDEX_AT`].
+    index: Option<HashMap<String, u64>>,
     /// Highest version of a tombstone collected here.
     last_gc_version: u64,
     /// After a reset delta: versions up to this one are not yet confirmed by
@@ -69,22 +83,104 @@ pub(crate) struct NodeState {
     unverified_until: u64,
 }
 
+#[derive(Debug)]
+struct Slot {
+    key: String,
+    entry: Entry,
+}
+
+impl Body {
+    fn pos_of_version(&self, version: u64) -> Option<usize> {
+        self.list
+            .binary_search_by_key(&version, |s| s.entry.version)
+            .ok()
+    }
+
+    fn pos_of(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => self.pos_of_version(*index.get(key)?),
+            None => self.list.iter().position(|s| s.key == key),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.pos_of(key).map(|p| &self.list[p].entry)
+    }
+
+    /// Entries with versions in `low..=high`, in version order.
+    fn range(&self, low: u64, high: u64) -> &[Slot] {
+        let a = self.list.partition_point(|s| s.entry.version < low);
+        let b = self.list.partition_point(|s| s.entry.version <= high);
+        &self.list[a..b.max(a)]
+    }
+
+    fn put(&mut self, key: String, entry: Entry) {
+        if let Some(p) = self.pos_of(&key) {
+            self.list.remove(p);
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), entry.version);
+        }
+        let at = self
+            .list
+            .partition_point(|s| s.entry.version < entry.version);
+        self.list.insert(at, Slot { key, entry });
+        if self.index.is_none() && self.list.len() > INDEX_AT {
+            self.index = Some(
+                self.list
+                    .iter()
+                    .map(|s| (s.key.clone(), s.entry.version))
+                    .collect(),
+            );
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let p = self.pos_of(key)?;
+        if let Some(index) = &mut self.index {
+            index.remove(key);
+        }
+        Some(self.list.remove(p).entry)
+    }
+}
+
 impl NodeState {
     pub fn max_version(&self) -> u64 {
         self.max_version
     }
 
     pub fn last_gc_version(&self) -> u64 {
-        self.last_gc_version
+        self.body.as_ref().map_or(0, |b| b.last_gc_version)
+    }
+
+    fn unverified_until(&self) -> u64 {
+        self.body.as_ref().map_or(0, |b| b.unverified_until)
+    }
+
+    fn body_mut(&mut self) -> &mut Body {
+        self.body.get_or_insert_with(Box::default)
+    }
+
+    fn slots(&self) -> &[Slot] {
+        self.body.as_ref().map_or(&[], |b| &b.list)
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.get(key)
+        self.body.as_ref()?.get(key)
     }
 
     /// Live (non-tombstone) entries.
     pub fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter().filter(|(_, e)| !e.is_tombstone())
+        self.slots()
+            .iter()
+            .filter(|s| !s.entry.is_tombstone())
+            .map(|s| (&s.key, &s.entry))
+    }
+
+    /// Every entry, tombstones included, in version order.
+    #[cfg(test)]
+    pub fn all(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.slots().iter().map(|s| (&s.key, &s.entry))
     }
 
     /// Local write of the owner: takes the next version.
@@ -97,7 +193,7 @@ impl NodeState {
 
     /// Local delete of the owner; `None` if the key is absent or deleted.
     pub fn delete_local(&mut self, key: &str, now: Instant) -> Option<u64> {
-        if self.entries.get(key).is_none_or(Entry::is_tombstone) {
+        if self.get(key).is_none_or(Entry::is_tombstone) {
             return None;
         }
         let version = self.max_version + 1;
@@ -107,11 +203,7 @@ impl NodeState {
     }
 
     fn put(&mut self, key: String, value: Bytes, version: u64, deleted_at: Option<Instant>) {
-        if let Some(old) = self.entries.get(&key) {
-            self.by_version.remove(&old.version);
-        }
-        self.by_version.insert(version, key.clone());
-        self.entries.insert(
+        self.body_mut().put(
             key,
             Entry {
                 value,
@@ -122,9 +214,7 @@ impl NodeState {
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
-        let e = self.entries.remove(key)?;
-        self.by_version.remove(&e.version);
-        Some(e)
+        self.body.as_mut()?.remove(key)
     }
 
     /// Applies a delta received from a peer, pushing what changed to `out`.
@@ -138,36 +228,42 @@ impl NodeState {
         if from > self.max_version {
             return Err(DeltaRefused::Gap);
         }
-        if to <= self.max_version && delta.last_gc_version <= self.last_gc_version {
+        let last_gc = self.last_gc_version();
+        if to <= self.max_version && delta.last_gc_version <= last_gc {
             // Nothing new (a duplicate or an overlapping older delta).
-            if self.unverified_until == 0 {
+            if self.unverified_until() == 0 {
                 return Ok(());
             }
         }
-        if delta.last_gc_version < self.last_gc_version && to < self.last_gc_version {
+        if delta.last_gc_version < last_gc && to < last_gc {
             // Only the owner's history since the collection (which we are
             // being reset to) can say what is current below it.
             return Err(DeltaRefused::BeforeCollection);
         }
-        let reset = from == 0 && delta.last_gc_version > self.last_gc_version;
+        let reset = from == 0 && delta.last_gc_version > last_gc;
         if reset {
             // The sender collected tombstones we may never have seen: our
             // whole history is suspect until covering deltas confirm it.
-            self.unverified_until = self.unverified_until.max(self.max_version);
+            let max = self.max_version;
+            let body = self.body_mut();
+            body.unverified_until = body.unverified_until.max(max);
         }
-        if self.unverified_until > from {
+        let unverified_until = self.unverified_until();
+        if unverified_until > from {
             // Entries of ours inside the covered range that the sender no
             // longer has were deleted there and their tombstones collected.
-            let upto = to.min(self.unverified_until);
+            let upto = to.min(unverified_until);
             // A key listed at a newer version was overwritten, not deleted:
             // the loop below replaces it.
             let listed: std::collections::HashSet<&str> =
                 delta.entries.iter().map(|e| e.key.as_str()).collect();
             let stale: Vec<(u64, String)> = self
-                .by_version
-                .range(from + 1..=upto)
-                .filter(|(_, k)| !listed.contains(k.as_str()))
-                .map(|(v, k)| (*v, k.clone()))
+                .body
+                .as_ref()
+                .map_or(&[][..], |b| b.range(from + 1, upto))
+                .iter()
+                .filter(|s| !listed.contains(s.key.as_str()))
+                .map(|s| (s.entry.version, s.key.clone()))
                 .collect();
             for (v, key) in stale {
                 if let Some(e) = self.remove(&key) {
@@ -176,19 +272,16 @@ impl NodeState {
                     }
                 }
             }
-            if to >= self.unverified_until {
-                self.unverified_until = 0;
+            if to >= unverified_until {
+                self.body_mut().unverified_until = 0;
             }
         }
         for kv in &delta.entries {
-            let newer = self
-                .entries
-                .get(&kv.key)
-                .is_none_or(|e| e.version < kv.version);
-            if !newer {
+            let current = self.get(&kv.key);
+            if current.is_some_and(|e| e.version >= kv.version) {
                 continue;
             }
-            let was_live = self.entries.get(&kv.key).is_some_and(|e| !e.is_tombstone());
+            let was_live = current.is_some_and(|e| !e.is_tombstone());
             if kv.tombstone {
                 self.put(kv.key.clone(), Bytes::new(), kv.version, Some(now));
                 if was_live {
@@ -207,7 +300,9 @@ impl NodeState {
             }
         }
         self.max_version = if reset { to } else { self.max_version.max(to) };
-        self.last_gc_version = self.last_gc_version.max(delta.last_gc_version);
+        if delta.last_gc_version > last_gc {
+            self.body_mut().last_gc_version = delta.last_gc_version;
+        }
         Ok(())
     }
 
@@ -226,7 +321,8 @@ impl NodeState {
         }
         // A peer below our collected tombstones cannot learn those deletions
         // from a delta: send it our state from the start.
-        let from = if self.last_gc_version > peer_version && peer_gc < self.last_gc_version {
+        let last_gc = self.last_gc_version();
+        let from = if last_gc > peer_version && peer_gc < last_gc {
             0
         } else {
             peer_version
@@ -235,7 +331,7 @@ impl NodeState {
             node: Some(node),
             from_version: from,
             to_version: self.max_version,
-            last_gc_version: self.last_gc_version,
+            last_gc_version: last_gc,
             entries: Vec::new(),
         };
         // Conservative header size: to_version may shrink when truncated.
@@ -245,15 +341,16 @@ impl NodeState {
         }
         // Not above `max_version`: after a reset page, entries above it are
         // leftovers not yet confirmed, and a delta never reaches past `to`.
-        for (version, key) in self.by_version.range(from + 1..=self.max_version) {
-            let Some(e) = self.entries.get(key) else {
-                continue;
-            };
+        let slots = self
+            .body
+            .as_ref()
+            .map_or(&[][..], |b| b.range(from + 1, self.max_version));
+        for s in slots {
             let kv = proto::KeyValue {
-                key: key.clone(),
-                value: e.value.clone(),
-                version: *version,
-                tombstone: e.is_tombstone(),
+                key: s.key.clone(),
+                value: s.entry.value.clone(),
+                version: s.entry.version,
+                tombstone: s.entry.is_tombstone(),
             };
             let cost = field_len(prost::Message::encoded_len(&kv));
             if used + cost > room {
@@ -282,18 +379,22 @@ impl NodeState {
 
     /// Collects tombstones older than `grace`; returns how many.
     pub fn collect_tombstones(&mut self, now: Instant, grace: Duration) -> usize {
-        let old: Vec<String> = self
-            .entries
+        let Some(body) = self.body.as_mut() else {
+            return 0;
+        };
+        let old: Vec<String> = body
+            .list
             .iter()
-            .filter(|(_, e)| {
-                e.deleted_at
+            .filter(|s| {
+                s.entry
+                    .deleted_at
                     .is_some_and(|t| now.saturating_duration_since(t) >= grace)
             })
-            .map(|(k, _)| k.clone())
+            .map(|s| s.key.clone())
             .collect();
         for key in &old {
-            if let Some(e) = self.remove(key) {
-                self.last_gc_version = self.last_gc_version.max(e.version);
+            if let Some(e) = body.remove(key) {
+                body.last_gc_version = body.last_gc_version.max(e.version);
             }
         }
         old.len()
@@ -301,7 +402,7 @@ impl NodeState {
 
     /// Whether any tombstone waits for collection (cheap pre-check).
     pub fn has_tombstones(&self) -> bool {
-        self.entries.values().any(Entry::is_tombstone)
+        self.slots().iter().any(|s| s.entry.is_tombstone())
     }
 }
 

@@ -24,8 +24,7 @@ fn owner() -> proto::NodeId {
 
 /// Every entry, tombstones included: key -> (value, version, tombstone).
 fn all(s: &NodeState) -> BTreeMap<String, (Bytes, u64, bool)> {
-    s.entries
-        .iter()
+    s.all()
         .map(|(k, e)| (k.clone(), (e.value.clone(), e.version, e.is_tombstone())))
         .collect()
 }
@@ -37,12 +36,22 @@ fn live(s: &NodeState) -> BTreeMap<String, (Bytes, u64)> {
         .collect()
 }
 
-/// The two indexes agree with each other and with `max_version`.
+/// Entries are in strict version order, each key once, and every one is
+/// found by its key.
 fn assert_consistent(s: &NodeState) {
-    assert_eq!(s.entries.len(), s.by_version.len());
-    for (v, k) in &s.by_version {
-        assert_eq!(s.entries.get(k).map(|e| e.version), Some(*v), "{k}");
+    let mut prev = 0;
+    for (k, e) in s.all() {
+        assert!(e.version > prev, "{k} at v{} after v{prev}", e.version);
+        prev = e.version;
+        assert_eq!(s.get(k).map(|e| e.version), Some(e.version), "{k}");
     }
+    assert_eq!(
+        s.all().count(),
+        s.all()
+            .map(|(k, _)| k)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
 }
 
 /// Checks what the wire decoder checks, and that the delta fits `room`.
@@ -354,7 +363,7 @@ fn a_reset_split_into_truncated_pages_ends_with_the_source_state() {
         }
         assert_eq!(all(&dst), all(&src), "room {room}");
         assert_eq!(dst.max_version(), src.max_version());
-        assert_eq!(dst.unverified_until, 0);
+        assert_eq!(dst.unverified_until(), 0);
         // Every key gone at the source was reported deleted, and the last
         // change of every other key is its current value.
         let d = deleted(&changes);

@@ -1,0 +1,154 @@
+//! The member table against a plain model: random inserts, restarts,
+//! status changes, state writes and removals must leave every index
+//! (by key, by name, peers, recency, fingerprint) agreeing with it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+fn id(name: u8, generation: u64) -> NodeId {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, name)), 7946);
+    NodeId::new(format!("m{name}"), generation, addr)
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Learn `m{name}` at `generation` (a restart if the name is known
+    /// at an older one; ignored if known at this one or newer).
+    Learn(u8, u64),
+    Remove(u8),
+    Status(u8, u8),
+    Write(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1..40u8, 1..4u64).prop_map(|(n, g)| Op::Learn(n, g)),
+        1 => (0..40u8).prop_map(Op::Remove),
+        2 => (1..40u8, 0..4u8).prop_map(|(n, s)| Op::Status(n, s)),
+        2 => (0..40u8).prop_map(Op::Write),
+    ]
+}
+
+fn status(s: u8) -> MemberStatus {
+    [
+        MemberStatus::Alive,
+        MemberStatus::Suspect,
+        MemberStatus::Dead,
+        MemberStatus::Left,
+    ][usize::from(s % 4)]
+}
+
+/// Model: name -> (key, status, max_version).
+type Model = BTreeMap<String, (u64, MemberStatus, u64)>;
+
+fn check(m: &Members, model: &Model) {
+    assert_eq!(m.len(), model.len());
+    let mut fingerprint = 0;
+    let mut peers = HashSet::new();
+    for (name, &(key, st, version)) in model {
+        let k = m.get(key).expect("known by key");
+        assert_eq!(&k.id.name, name);
+        assert_eq!(k.key, key);
+        assert_eq!(k.status, st);
+        assert_eq!(k.state.max_version(), version);
+        assert_eq!(m.key_of(name), Some(key));
+        if st.is_healthy() {
+            fingerprint ^= mix(key, version);
+            if key != m.me() {
+                peers.insert(key);
+            }
+        }
+    }
+    assert_eq!(m.fingerprint(), fingerprint);
+    let listed: HashSet<u64> = m.peers().iter().copied().collect();
+    assert_eq!(listed.len(), m.peers().len(), "a peer listed twice");
+    assert_eq!(listed, peers);
+    let recent: Vec<u64> = m.recent().collect();
+    let unique: HashSet<u64> = recent.iter().copied().collect();
+    assert_eq!(unique.len(), recent.len(), "recent() repeats a key");
+    assert!(recent.iter().all(|k| m.get(*k).is_some()));
+    let window: Vec<u64> = m.window(m.len() / 2).map(|(_, k)| k).collect();
+    let all: HashSet<u64> = m.keys().collect();
+    assert_eq!(window.len(), m.len());
+    assert_eq!(window.into_iter().collect::<HashSet<_>>(), all);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn indexes_agree_with_a_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let me = id(0, 1);
+        let mut m = Members::new(me.clone());
+        let mut model = Model::new();
+        model.insert(me.name.clone(), (me.key(), MemberStatus::Alive, 0));
+        for op in ops {
+            match op {
+                Op::Learn(n, g) => {
+                    let new = id(n, g);
+                    match model.get(&new.name).copied() {
+                        Some((_, _, _)) if m.by_name(&new.name).unwrap().id.generation >= g => {}
+                        Some((old, _, _)) => {
+                            m.remove(old);
+                            m.insert(new.clone());
+                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0));
+                        }
+                        None => {
+                            m.insert(new.clone());
+                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0));
+                        }
+                    }
+                }
+                Op::Remove(n) => {
+                    let name = format!("m{n}");
+                    if n != 0 {
+                        if let Some((key, _, _)) = model.remove(&name) {
+                            prop_assert!(m.remove(key).is_some());
+                        }
+                    }
+                }
+                Op::Status(n, s) => {
+                    if let Some(e) = model.get_mut(&format!("m{n}")) {
+                        m.set_status(e.0, status(s), 1);
+                        e.1 = status(s);
+                    }
+                }
+                Op::Write(n) => {
+                    if let Some(e) = model.get_mut(&format!("m{n}")) {
+                        m.with_state(e.0, |s| s.set_local("k".into(), Bytes::from_static(b"v")));
+                        e.2 += 1;
+                    }
+                }
+            }
+            check(&m, &model);
+        }
+    }
+}
+
+#[test]
+fn recency_lists_newest_changes_first_within_its_cap() {
+    let mut m = Members::new(id(0, 1));
+    for n in 1..30 {
+        m.insert(id(n, 1));
+    }
+    // Write to members 5, 3, 5: newest first, each once.
+    for n in [5u8, 3, 5] {
+        m.with_state(id(n, 1).key(), |s| s.set_local("k".into(), Bytes::new()));
+    }
+    let recent: Vec<u64> = m.recent().take(3).collect();
+    assert_eq!(
+        recent,
+        vec![id(5, 1).key(), id(3, 1).key(), id(29, 1).key()]
+    );
+    // Far more changes than the log holds: it stays capped.
+    for _ in 0..RECENT_CAP * 3 {
+        m.with_state(id(7, 1).key(), |s| s.set_local("k".into(), Bytes::new()));
+    }
+    assert_eq!(m.recency.len(), RECENT_CAP);
+    assert_eq!(m.recent().collect::<Vec<_>>(), vec![id(7, 1).key()]);
+}
