@@ -52,6 +52,7 @@ fn packet(from: &NodeId, kinds: Vec<Kind>) -> proto::Packet {
         version: PROTOCOL_VERSION,
         cluster: wire::cluster_id(CLUSTER),
         from: Some(wire_id(from)),
+        from_key: 0,
         messages: kinds
             .into_iter()
             .map(|k| proto::Message { kind: Some(k) })

@@ -24,6 +24,7 @@ fn packet(from: &str, last: u8, kinds: Vec<proto::message::Kind>) -> Vec<u8> {
         version: wire::PROTOCOL_VERSION,
         cluster: wire::cluster_id("scuttlewire"),
         from: Some(pid(from, last)),
+        from_key: 0,
         messages: kinds
             .into_iter()
             .map(|k| proto::Message { kind: Some(k) })

@@ -69,11 +69,10 @@ impl Engine {
         };
         let peers = self.members.random_peers(&mut self.rng, fanout, None);
         for key in peers {
-            if self.swim.peer_fingerprints.get(&key) == Some(&mine) {
-                continue;
-            }
-            if let Some(k) = self.members.get(key) {
-                targets.push(k.id.addr);
+            match self.members.get(key) {
+                Some(k) if k.fingerprint == mine => {}
+                Some(k) => targets.push(k.id.addr),
+                None => {}
             }
         }
         if self.members.peer_count() == 0 && !self.seeds.is_empty() {
@@ -92,7 +91,7 @@ impl Engine {
                     continue;
                 };
                 if !targets.contains(&addr) {
-                    self.send_messages(addr, Vec::new(), None);
+                    self.send_messages(addr, None, Vec::new(), None);
                 }
             }
         }
@@ -102,7 +101,7 @@ impl Engine {
     /// the cluster is not in sync, which keeps anti-entropy running.
     pub(super) fn heard_fingerprint(&mut self, peer: Option<u64>, fingerprint: u64) {
         if let Some(p) = peer {
-            self.swim.peer_fingerprints.insert(p, fingerprint);
+            self.members.heard_fingerprint(p, fingerprint);
         }
         if fingerprint != self.members.fingerprint() {
             self.diverged();
@@ -123,9 +122,12 @@ impl Engine {
     /// With pushes turned off (`push_fanout = 0`) nothing else carries fresh
     /// news, so anti-entropy runs every round, as classic Scuttlebutt does.
     fn anti_entropy_active(&self, now: Instant) -> bool {
-        if self.config.push_fanout == 0 {
-            return true;
-        }
+        self.config.push_fanout == 0 || self.divergence_recent(now)
+    }
+
+    /// Whether this node has seen evidence of divergence within the last
+    /// ten gossip rounds or two probe periods, whichever is longer.
+    pub(super) fn divergence_recent(&self, now: Instant) -> bool {
         let window = (self.config.gossip_interval * 10).max(self.config.probe_interval * 2);
         now.saturating_duration_since(self.last_divergence) < window
     }
@@ -189,20 +191,24 @@ impl Engine {
                     deltas: deltas.clone(),
                 })),
             };
-            self.send_messages(addr, vec![msg], None);
+            self.send_messages(addr, None, vec![msg], None);
         }
     }
 
     /// Sends `msgs` (all of which must fit) in one packet to `to`, filling
     /// the rest with rumors, `buddy`'s first. Sends nothing if the packet
     /// would be empty.
+    ///
+    /// `peer` is the member at `to`, if known: a peer in sync with us gets
+    /// the compact header (see [`Engine::header_for`]).
     pub(super) fn send_messages(
         &mut self,
         to: SocketAddr,
+        peer: Option<u64>,
         msgs: Vec<proto::Message>,
         buddy: Option<Subject>,
     ) {
-        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+        let Ok(mut packer) = Packer::new(self.header_for(peer), self.budget) else {
             return;
         };
         for m in msgs {

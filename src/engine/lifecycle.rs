@@ -30,7 +30,7 @@ impl Engine {
         }
         self.swim.told_dead.insert(to, now);
         let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
-        self.send_messages(to, vec![msg], None);
+        self.send_messages(to, None, vec![msg], None);
     }
 
     /// Queues an alive rumor about a member we just met.
@@ -238,7 +238,7 @@ impl Engine {
             .filter_map(|k| self.members.get(*k).map(|k| k.id.addr))
             .collect();
         for addr in &addrs {
-            self.send_messages(*addr, vec![msg.clone()], None);
+            self.send_messages(*addr, None, vec![msg.clone()], None);
         }
         addrs.len()
     }

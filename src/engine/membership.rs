@@ -61,6 +61,8 @@ pub(crate) struct Known {
     /// Position in the recency log (larger = changed more recently).
     pub change_seq: u64,
     pub status: MemberStatus,
+    /// The state fingerprint this member last reported to us (0: none yet).
+    pub fingerprint: u64,
     /// Position in `Members::peers`, or `NOT_PEER`.
     peer_pos: u32,
 }
@@ -208,6 +210,7 @@ impl Members {
             incarnation: 0,
             change_seq: seq,
             status: MemberStatus::Alive,
+            fingerprint: 0,
             peer_pos: NOT_PEER,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
@@ -314,6 +317,13 @@ impl Members {
             self.note_change(seq, key);
         }
         Some(r)
+    }
+
+    /// Records the fingerprint member `key` reported.
+    pub fn heard_fingerprint(&mut self, key: u64, fingerprint: u64) {
+        if let Some(slot) = self.slot_of(key) {
+            self.slots[slot].fingerprint = fingerprint;
+        }
     }
 
     /// Number of healthy peers (not counting us).

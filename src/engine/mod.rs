@@ -173,6 +173,7 @@ impl Engine {
             cluster: cluster_id,
             from: Some(me.to_proto()),
             messages: vec![],
+            from_key: 0,
         };
         // Smallest useful packet: header, message wrappers, a delta header.
         let delta_header = proto::NodeDelta {
@@ -331,7 +332,28 @@ impl Engine {
                 return;
             }
         };
-        let Some(sender) = packet.from.as_ref().and_then(NodeId::from_proto) else {
+        let Some(from_id) = packet.from.as_ref() else {
+            // Compact header: a peer in sync with us named itself by key.
+            if packet.from_key == self.members.me() {
+                self.metrics.drops.from_self += 1;
+                return;
+            }
+            let sender_key = self.members.get(packet.from_key).map(|k| k.key);
+            if let Some(Some((proto::MemberState::Dead, inc))) =
+                sender_key.map(|k| self.member_state(k))
+            {
+                if let Some(id) = self.members.get(packet.from_key).map(|k| k.id.clone()) {
+                    self.tell_dead(now, from, &id, inc);
+                }
+            }
+            for msg in packet.messages {
+                let Some(kind) = msg.kind else { continue };
+                self.metrics.received.count(&kind);
+                self.handle_message(now, from, sender_key, kind);
+            }
+            return;
+        };
+        let Some(sender) = NodeId::from_proto(from_id) else {
             self.metrics
                 .drops
                 .count(&DecodeError::Invalid("bad sender"));
@@ -538,11 +560,30 @@ impl Engine {
     }
 
     fn header(&self) -> proto::Packet {
+        self.header_for(None)
+    }
+
+    /// The packet header for member `peer`: our key alone if that peer
+    /// knows our full identity, else our full id. It does if the
+    /// fingerprint it last reported equals ours (the fingerprint covers
+    /// every healthy member's key); if it never reported one, we assume
+    /// so while the cluster looks in sync (no divergence seen here for a
+    /// while). A wrong guess costs little: an unknown key's ping is still
+    /// answered, and gossip introduces us anyway.
+    fn header_for(&self, peer: Option<u64>) -> proto::Packet {
+        let mine = self.members.fingerprint();
+        let in_sync = peer
+            .and_then(|p| self.members.get(p))
+            .is_some_and(|k| match k.fingerprint {
+                0 => !self.divergence_recent(self.last_now),
+                heard => heard == mine,
+            });
         proto::Packet {
             version: wire::PROTOCOL_VERSION,
             cluster: self.cluster_id,
-            from: Some(self.me.to_proto()),
+            from: (!in_sync).then(|| self.me.to_proto()),
             messages: vec![],
+            from_key: if in_sync { self.members.me() } else { 0 },
         }
     }
 

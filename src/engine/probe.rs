@@ -81,8 +81,6 @@ pub(crate) struct Swim {
     pub seen: HashSet<(String, u64)>,
     pub seen_order: VecDeque<(String, u64)>,
     pub told_dead: HashMap<SocketAddr, Instant>,
-    /// Last fingerprint each peer reported (on probes and digests).
-    pub peer_fingerprints: HashMap<u64, u64>,
 }
 
 impl Swim {
@@ -105,7 +103,6 @@ impl Swim {
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             told_dead: HashMap::new(),
-            peer_fingerprints: HashMap::new(),
         }
     }
 
@@ -265,7 +262,7 @@ impl Engine {
         let mut msgs = vec![ping(seq, &name, self.members.fingerprint())];
         // Buddy system: a suspect learns it is suspected from its prober.
         msgs.extend(buddy);
-        self.send_messages(addr, msgs, Some(Subject::Member(name)));
+        self.send_messages(addr, Some(target), msgs, Some(Subject::Member(name)));
     }
 
     /// The next member in the shuffled round-robin order.
@@ -306,14 +303,14 @@ impl Engine {
         let relays =
             self.members
                 .random_peers(&mut self.rng, self.config.indirect_checks, Some(target));
-        let addrs: Vec<SocketAddr> = relays
+        let addrs: Vec<(SocketAddr, u64)> = relays
             .iter()
-            .filter_map(|k| self.members.get(*k).map(|k| k.id.addr))
+            .filter_map(|k| self.members.get(*k).map(|k| (k.id.addr, k.key)))
             .collect();
         if let Some(p) = self.swim.probe.as_mut() {
             p.nacks_expected = addrs.len() as u32;
         }
-        for addr in addrs {
+        for (addr, relay) in addrs {
             let msg = proto::Message {
                 kind: Some(Kind::PingReq(proto::PingReq {
                     seq,
@@ -321,7 +318,7 @@ impl Engine {
                     nack: true,
                 })),
             };
-            self.send_messages(addr, vec![msg], None);
+            self.send_messages(addr, Some(relay), vec![msg], None);
         }
     }
 
@@ -366,7 +363,7 @@ impl Engine {
             let msg = proto::Message {
                 kind: Some(Kind::PingNack(proto::PingNack { seq })),
             };
-            self.send_messages(to, vec![msg], None);
+            self.send_messages(to, None, vec![msg], None);
         }
     }
 
@@ -425,7 +422,7 @@ impl Engine {
                 update(&k.id, k.incarnation, MemberState::Dead, &self.me.name),
             ];
             let addr = k.id.addr;
-            self.send_messages(addr, msgs, None);
+            self.send_messages(addr, Some(key), msgs, None);
         }
         for key in remove {
             self.swim.dead.remove(&key);
@@ -438,7 +435,6 @@ impl Engine {
                         at: now,
                     },
                 );
-                self.swim.peer_fingerprints.remove(&key);
                 self.events.push_back(Event::MemberRemoved(k.id));
             }
         }
@@ -467,7 +463,7 @@ impl Engine {
                 target: String::new(),
             })),
         };
-        self.send_messages(from, vec![ack], None);
+        self.send_messages(from, sender, vec![ack], None);
     }
 
     pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, req: proto::PingReq) {
@@ -490,7 +486,7 @@ impl Engine {
             },
         );
         let msg = ping(seq, &target.name, self.members.fingerprint());
-        self.send_messages(target.addr, vec![msg], None);
+        self.send_messages(target.addr, Some(target.key()), vec![msg], None);
     }
 
     pub(super) fn on_ping_ack(
@@ -522,7 +518,7 @@ impl Engine {
                     target: r.target,
                 })),
             };
-            self.send_messages(r.requester, vec![msg], None);
+            self.send_messages(r.requester, None, vec![msg], None);
         }
     }
 

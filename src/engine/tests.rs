@@ -466,6 +466,7 @@ fn encode(cluster: &str, from: &NodeId, kinds: Vec<Kind>) -> Vec<u8> {
         version: wire::PROTOCOL_VERSION,
         cluster: wire::cluster_id(cluster),
         from: Some(from.to_proto()),
+        from_key: 0,
         messages: kinds
             .into_iter()
             .map(|k| proto::Message { kind: Some(k) })
@@ -785,4 +786,106 @@ fn a_newcomer_learns_hundreds_of_nodes_through_paged_exchanges() {
         .map(|(i, e)| (i, e.metrics().largest_packet_sent))
         .collect();
     assert!(largest.values().all(|l| *l <= 1400), "{largest:?}");
+}
+
+// ----- compact sender header -------------------------------------------------
+
+/// Whether a datagram carries a probe message (ping, ack, nack, ping-req).
+fn is_probe(p: &proto::Packet) -> bool {
+    p.messages.iter().any(|m| {
+        matches!(
+            m.kind,
+            Some(Kind::Ping(_) | Kind::PingAck(_) | Kind::PingNack(_) | Kind::PingReq(_))
+        )
+    })
+}
+
+#[test]
+fn peers_in_sync_name_themselves_by_key_on_probes() {
+    let mut net = Net::new(3, 1400);
+    net.nodes[0].set("k", "v").unwrap();
+    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    // Two probe periods: each node probes both peers (round-robin) and
+    // so hears both fingerprints.
+    net.run_for(Duration::from_secs(130));
+    net.log.clear();
+    // Two more probe periods of an idle, in-sync cluster.
+    net.run_for(Duration::from_secs(130));
+    let cluster = wire::cluster_id(&config().cluster);
+    let limits = net.nodes[0].limits.clone();
+    let (mut compact, mut full_probes) = (0, 0);
+    for (i, t) in &net.log {
+        let p = wire::decode(&t.payload[..], cluster, &limits).expect("valid packet");
+        if !is_probe(&p) {
+            continue;
+        }
+        if p.from.is_none() {
+            assert_eq!(p.from_key, net.nodes[*i].local_id().key());
+            compact += 1;
+        } else {
+            full_probes += 1;
+        }
+    }
+    assert!(compact >= 6, "3 nodes x 2 probe periods, ping and ack: {compact}");
+    assert_eq!(full_probes, 0, "in sync, every probe packet is compact");
+    // A compact ping costs less than the same ping with the full id.
+    let n1 = net.nodes[1].local_id().key();
+    let compact_ping = net.nodes[0].header_for(Some(n1)).encoded_len();
+    let full = net.nodes[0].header_for(None).encoded_len();
+    assert!(compact_ping + 8 <= full, "{compact_ping} vs {full}");
+    // Nobody dropped anything, and the cluster still agrees.
+    for e in &net.nodes {
+        assert_eq!(e.metrics().drops.total(), 0);
+    }
+    assert!(net.converged());
+}
+
+#[test]
+fn a_peer_out_of_sync_gets_the_full_id() {
+    let mut net = Net::new(2, 1400);
+    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    let n1 = net.nodes[1].local_id().key();
+    // Let node 0 hear node 1's fingerprint on a probe.
+    net.run_for(Duration::from_secs(130));
+    assert!(net.nodes[0].header_for(Some(n1)).from.is_none());
+    // Node 0 changes: node 1's last reported fingerprint no longer matches.
+    net.nodes[0].set("new", "1").unwrap();
+    let h = net.nodes[0].header_for(Some(n1));
+    assert!(h.from.is_some() && h.from_key == 0);
+}
+
+#[test]
+fn a_compact_ping_from_an_unknown_key_is_still_answered() {
+    let now = Instant::now();
+    let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
+    let ping = |from_key: u64| {
+        proto::Packet {
+            version: wire::PROTOCOL_VERSION,
+            cluster: wire::cluster_id(&config().cluster),
+            from: None,
+            from_key,
+            messages: vec![proto::Message {
+                kind: Some(Kind::Ping(proto::Ping {
+                    seq: 9,
+                    target: "n0".into(),
+                    fingerprint: 1,
+                })),
+            }],
+        }
+        .encode_to_vec()
+    };
+    e.handle_packet(now, addr(5), &ping(0xdead_beef));
+    let t = e.poll_transmit().expect("an ack");
+    assert_eq!(t.to, addr(5));
+    let p = wire::decode(&t.payload[..], wire::cluster_id(&config().cluster), &e.limits).unwrap();
+    assert!(p.from.is_some(), "an unknown peer gets our full id");
+    assert!(matches!(p.messages[0].kind, Some(Kind::PingAck(ref a)) if a.seq == 9));
+    assert_eq!(e.member_count(), 1, "a bare key teaches nothing");
+    // Our own key: a loop or a spoof, dropped.
+    e.handle_packet(now, addr(5), &ping(e.local_id().key()));
+    assert!(e.poll_transmit().is_none());
+    assert_eq!(e.metrics().drops.from_self, 1);
+    // Neither a full id nor a key: refused by the decoder.
+    e.handle_packet(now, addr(5), &ping(0));
+    assert_eq!(e.metrics().drops.total(), 2);
 }

@@ -110,8 +110,11 @@ pub fn decode(
 }
 
 fn validate(p: &proto::Packet, limits: &Limits) -> Result<(), DecodeError> {
-    let from = p.from.as_ref().ok_or(DecodeError::Invalid("no sender"))?;
-    check_node(from, limits)?;
+    match &p.from {
+        Some(from) => check_node(from, limits)?,
+        None if p.from_key != 0 => {}
+        None => return Err(DecodeError::Invalid("no sender")),
+    }
     if p.messages.is_empty() {
         return Err(DecodeError::Invalid("no messages"));
     }

@@ -129,6 +129,7 @@ mod tests {
                 port: 7946,
             }),
             messages: vec![],
+            from_key: 0,
         }
     }
 

@@ -189,6 +189,7 @@ pub(crate) fn packet() -> impl Strategy<Value = proto::Packet> {
             version: PROTOCOL_VERSION,
             cluster,
             from: Some(from),
+            from_key: 0,
             messages,
         })
 }
@@ -221,6 +222,7 @@ fn packet_with(messages: Vec<proto::Message>) -> proto::Packet {
         version: PROTOCOL_VERSION,
         cluster: CLUSTER,
         from: Some(sender()),
+        from_key: 0,
         messages,
     }
 }
@@ -625,6 +627,7 @@ fn header(from: proto::NodeId) -> proto::Packet {
         version: PROTOCOL_VERSION,
         cluster: CLUSTER,
         from: Some(from),
+        from_key: 0,
         messages: vec![],
     }
 }
