@@ -14,7 +14,7 @@ use crate::BUDGET;
 /// 1..SEED_NODES join through node 0, and node `i` through `i % SEED_NODES`.
 pub const SEED_NODES: usize = 8;
 
-/// Above this many nodes a cluster starts converged ([`Sim::add_converged`])
+/// Above this many nodes a cluster starts converged ([`Sim::preload_all`])
 /// instead of joining by gossip: a 10,000-node join is 10^8 member
 /// introductions, minutes of wall time that measure nothing the
 /// 1,000-node join does not.
@@ -138,7 +138,11 @@ impl Cluster {
         let w = watch.clone();
         sim.on_event(move |i, t, e| w.borrow_mut().on_event(i, t, e));
         if n > JOIN_MAX {
-            sim.add_converged(config.clone(), n, config.gossip_interval);
+            for i in 0..n {
+                sim.add_node(named(config, i), &[]);
+                sim.run_for(config.gossip_interval / n as u32);
+            }
+            sim.preload_all();
             return Some(Cluster {
                 sim,
                 n,
@@ -153,7 +157,7 @@ impl Cluster {
                 i if i < SEED_NODES => vec![0],
                 i => vec![i % SEED_NODES],
             };
-            sim.add_node(config.clone(), &seeds);
+            sim.add_node(named(config, i), &seeds);
             // Spread the boots over one gossip interval, so the nodes'
             // rounds are not in lockstep.
             sim.run_for(config.gossip_interval / n as u32);
@@ -194,9 +198,18 @@ impl Cluster {
         false
     }
 
-    /// Name of node `i` (the simulator's default naming).
+    /// Name of node `i`: host-like names of 9-10 bytes, so packets carry
+    /// ids of realistic size (the simulator's default `n{i}` is shorter).
     pub fn name(i: usize) -> String {
-        format!("n{i}")
+        format!("node-{i:04}")
+    }
+}
+
+/// `config` for node `i`, named [`Cluster::name`]`(i)`.
+fn named(config: &Config, i: usize) -> Config {
+    Config {
+        name: Cluster::name(i),
+        ..config.clone()
     }
 }
 

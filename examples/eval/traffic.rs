@@ -15,7 +15,7 @@ use scuttlewire::{Config, SetError};
 /// IPv4 (20 B) + UDP (8 B) headers of one datagram.
 const UDP_IP: u64 = 28;
 /// Seal frame of one datagram (AES-256-GCM: header, nonce, tag).
-const SEAL: u64 = 50;
+const SEAL: u64 = scuttlewire::seal::OVERHEAD as u64;
 /// Simulated time after convergence before measuring, so join rumors and
 /// the first full reconciliations are over.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -147,7 +147,7 @@ pub fn steady(opts: &Options, out: &mut Out) {
     pb.finish_and_clear();
     out.note(
         "payload = the engine's datagram bytes; +UDP/IP adds 28 B per datagram; +seal adds \
-         28 + 50 B (AES-256-GCM frame). memberlist figures are HashiCorp's, LAN preset, N=256.",
+         28 B + the seal frame (scuttlewire::seal::OVERHEAD). memberlist figures are HashiCorp's, LAN preset, N=256.",
     );
 }
 

@@ -73,6 +73,10 @@ enum Ev {
     },
 }
 
+/// Unix time in milliseconds of the simulation's start (2026-01-01), the
+/// base of generations.
+const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+
 struct SimNode {
     engine: Option<Engine>,
     config: Config,
@@ -198,24 +202,12 @@ impl Sim {
         i
     }
 
-    /// Adds `n` running nodes that already know one another (and every
-    /// node added before them) as alive members with empty state, as after
-    /// a completed join: no packet is exchanged to get there. The boots are
-    /// spread over `spread` of simulated time so the nodes' rounds are not
-    /// in lockstep. This is how clusters of many thousands of nodes start
-    /// in reasonable time; [`Sim::add_node`] with seeds exercises the join
-    /// itself. Returns the indexes of the new nodes.
-    pub fn add_converged(
-        &mut self,
-        config: Config,
-        n: usize,
-        spread: Duration,
-    ) -> std::ops::Range<usize> {
-        let first = self.nodes.len();
-        for _ in 0..n {
-            self.add_node(config.clone(), &[]);
-            self.run_for(spread / n.max(1) as u32);
-        }
+    /// Tells every running node about every other running node, as an
+    /// alive member with empty state: the state after a completed join,
+    /// reached without exchanging a packet. This is how clusters of many
+    /// thousands of nodes start in reasonable time; [`Sim::add_node`] with
+    /// seeds exercises the join itself. Members already known are kept.
+    pub fn preload_all(&mut self) {
         let ids: Vec<NodeId> = self
             .nodes
             .iter()
@@ -227,15 +219,17 @@ impl Sim {
                 e.preload(&ids);
             }
         }
-        first..self.nodes.len()
     }
 
     fn boot(&mut self, i: usize, seeds: &[usize]) {
         let seed_addrs: Vec<SocketAddr> = seeds.iter().map(|s| self.nodes[*s].addr).collect();
         let rng_seed = self.rng.random();
         let now = self.now();
+        // As a real node's default: its boot time in Unix milliseconds (so
+        // packets carry ids of realistic size), always above the last.
+        let boot_ms = SIM_EPOCH_MS + self.elapsed().as_millis() as u64;
         let n = &mut self.nodes[i];
-        n.generation += 1;
+        n.generation = boot_ms.max(n.generation + 1);
         let id = NodeId::new(n.config.name.clone(), n.generation, n.addr);
         let mut engine = match Engine::new(n.config.clone(), id, self.net.budget, rng_seed, now) {
             Ok(e) => e,
