@@ -826,7 +826,10 @@ fn peers_in_sync_name_themselves_by_key_on_probes() {
             full_probes += 1;
         }
     }
-    assert!(compact >= 6, "3 nodes x 2 probe periods, ping and ack: {compact}");
+    assert!(
+        compact >= 6,
+        "3 nodes x 2 probe periods, ping and ack: {compact}"
+    );
     assert_eq!(full_probes, 0, "in sync, every probe packet is compact");
     // A compact ping costs less than the same ping with the full id.
     let n1 = net.nodes[1].local_id().key();
@@ -877,7 +880,12 @@ fn a_compact_ping_from_an_unknown_key_is_still_answered() {
     e.handle_packet(now, addr(5), &ping(0xdead_beef));
     let t = e.poll_transmit().expect("an ack");
     assert_eq!(t.to, addr(5));
-    let p = wire::decode(&t.payload[..], wire::cluster_id(&config().cluster), &e.limits).unwrap();
+    let p = wire::decode(
+        &t.payload[..],
+        wire::cluster_id(&config().cluster),
+        &e.limits,
+    )
+    .unwrap();
     assert!(p.from.is_some(), "an unknown peer gets our full id");
     assert!(matches!(p.messages[0].kind, Some(Kind::PingAck(ref a)) if a.seq == 9));
     assert_eq!(e.member_count(), 1, "a bare key teaches nothing");
