@@ -76,6 +76,7 @@ fn populate(engine: &mut Engine, n: usize, now: Instant) {
             version: wire::PROTOCOL_VERSION,
             cluster,
             from: Some(to_proto(&sender)),
+            from_key: 0,
             messages: vec![proto::Message {
                 kind: Some(proto::message::Kind::Ack(proto::Ack {
                     deltas: std::mem::take(deltas),
@@ -246,6 +247,7 @@ fn packet_codec(c: &mut Criterion) {
                 1_700_000_000_000,
                 addr(1),
             ))),
+            from_key: 0,
             messages: vec![],
         },
         BUDGET,

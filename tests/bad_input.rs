@@ -162,6 +162,7 @@ fn marker() -> Vec<u8> {
         version: PROTOCOL_VERSION + 1,
         cluster: wire::cluster_id(CLUSTER),
         from: None,
+        from_key: 0,
         messages: vec![],
     }
     .encode_to_vec()

@@ -51,6 +51,10 @@ fn every_member_detects_a_crashed_node() {
     for i in others(n, 5) {
         assert!(saw(&sim, i, "n5", MemberStatus::Dead));
         assert!(!saw(&sim, i, "n5", MemberStatus::Left));
+        // The metrics agree with the events: n5 is the only death.
+        let m = sim.engine(i).unwrap().metrics();
+        assert_eq!(m.deaths_declared, 1, "n{i}");
+        assert!(m.suspicions_started <= 1, "n{i}");
     }
 }
 
@@ -82,6 +86,12 @@ fn a_false_suspicion_is_refuted() {
     let me = sim.engine(7).unwrap().members();
     let own = me.iter().find(|m| m.id.name == "n7").unwrap();
     assert!(own.incarnation >= 1, "n7 never raised its incarnation");
+    let m = sim.engine(7).unwrap().metrics();
+    assert!(m.refutations >= 1, "n7 counted no refutation");
+    assert_eq!(m.refutations, own.incarnation, "one bump per refutation");
+    let watchers =
+        others(n, 7).filter(|i| sim.engine(*i).unwrap().metrics().suspicions_started > 0);
+    assert!(watchers.count() >= 1);
 }
 
 #[test]
@@ -127,6 +137,8 @@ fn dead_members_are_removed_and_their_state_collected() {
                 .iter()
                 .any(|e| matches!(e, Event::MemberRemoved(id) if id.name == "n3"))
         );
+        assert_eq!(e.metrics().members_removed, 1, "n{i}");
+        assert_eq!(e.metrics().member_rumors_queued, 0, "n{i}: rumors linger");
     }
 }
 
@@ -214,4 +226,26 @@ fn no_false_deaths_at_five_percent_loss() {
             );
         }
     }
+}
+
+#[test]
+fn a_member_declared_dead_in_a_partition_is_told_and_comes_back() {
+    let n = 12;
+    let mut sim = cluster(n, NetConfig::default(), 19, Config::lan());
+    let everyone: Vec<usize> = others(n, 2).collect();
+    sim.partition(&[2], &everyone);
+    let start = sim.elapsed();
+    assert!(sim.run_until(start + Duration::from_secs(60), |s| {
+        others(n, 2).all(|i| status(s, i, "n2") == Some(MemberStatus::Dead))
+    }));
+    sim.heal();
+    sim.run_for(Duration::from_secs(20));
+    for i in others(n, 2) {
+        assert_eq!(status(&sim, i, "n2"), Some(MemberStatus::Alive), "n{i}");
+    }
+    let told: u64 = others(n, 2)
+        .map(|i| sim.engine(i).unwrap().metrics().dead_told)
+        .sum();
+    assert!(told >= 1, "nobody told n2 it was held for dead");
+    assert!(sim.engine(2).unwrap().metrics().refutations >= 1);
 }

@@ -36,11 +36,49 @@ fn probe_messages(c: &Cluster) -> u64 {
         .sum()
 }
 
+/// Message kinds, in the order [`sent_by_kind`] counts them.
+const KINDS: [&str; 9] = [
+    "syn",
+    "syn_ack",
+    "ack",
+    "ping",
+    "ping_req",
+    "ping_ack",
+    "ping_nack",
+    "member",
+    "broadcast",
+];
+
+/// Messages sent by all engines, by kind (see [`KINDS`]), summed.
+fn sent_by_kind(c: &Cluster) -> [u64; 9] {
+    let mut t = [0u64; 9];
+    for e in (0..c.n).filter_map(|i| c.sim.engine(i)) {
+        let s = &e.metrics().sent;
+        let k = [
+            s.syn,
+            s.syn_ack,
+            s.ack,
+            s.ping,
+            s.ping_req,
+            s.ping_ack,
+            s.ping_nack,
+            s.member,
+            s.broadcast,
+        ];
+        for (t, k) in t.iter_mut().zip(k) {
+            *t += k;
+        }
+    }
+    t
+}
+
 /// Counters over one measured window.
 struct Window {
     packets: u64,
     bytes: u64,
     probe_msgs: u64,
+    /// Messages sent, by kind (see [`KINDS`]).
+    kinds: [u64; 9],
     secs: f64,
 }
 
@@ -52,6 +90,7 @@ impl Window {
     ) -> Self {
         let before: SimStats = c.sim.stats().clone();
         let probes = probe_messages(c);
+        let kinds = sent_by_kind(c);
         let step = Duration::from_millis(100);
         let steps = (d.as_millis() / step.as_millis()) as u64;
         for k in 0..steps {
@@ -63,6 +102,13 @@ impl Window {
             packets: after.packets_sent - before.packets_sent,
             bytes: after.bytes_sent - before.bytes_sent,
             probe_msgs: probe_messages(c) - probes,
+            kinds: {
+                let mut k = sent_by_kind(c);
+                for (a, b) in k.iter_mut().zip(kinds) {
+                    *a -= b;
+                }
+                k
+            },
             secs: secs(step) * steps as f64,
         }
     }
@@ -136,6 +182,11 @@ pub fn steady(opts: &Options, out: &mut Out) {
                     "memberlist_plain_bytes_per_node_s": (n == 256).then_some(MEMBERLIST_PLAIN),
                     "memberlist_aes_bytes_per_node_s": (n == 256).then_some(MEMBERLIST_AES),
                     "msgs_per_member_per_probe_period": msgs,
+                    "messages_per_node_s": KINDS
+                        .iter()
+                        .zip(w.kinds)
+                        .map(|(k, v)| ((*k).to_owned(), json!(w.per_node_s(v, n))))
+                        .collect::<serde_json::Map<_, _>>(),
                     "max_packet_bytes": c.sim.stats().max_packet,
                     "budget_bytes": BUDGET,
                     "wall_seconds": wall(t0),

@@ -29,6 +29,7 @@ impl Engine {
             return;
         }
         self.swim.told_dead.insert(to, now);
+        self.metrics.dead_told += 1;
         let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
         self.send_messages(to, None, vec![msg], None);
     }
@@ -162,6 +163,11 @@ impl Engine {
             }
         }
         if status != cur {
+            match status {
+                MemberStatus::Suspect => self.metrics.suspicions_started += 1,
+                MemberStatus::Dead => self.metrics.deaths_declared += 1,
+                MemberStatus::Alive | MemberStatus::Left => {}
+            }
             self.events.push_back(Event::MemberStatus {
                 node: id.clone(),
                 status,
@@ -205,6 +211,7 @@ impl Engine {
                 }
                 let inc = incarnation + 1;
                 self.members.set_status(me, MemberStatus::Alive, inc);
+                self.metrics.refutations += 1;
                 self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
                 tracing::debug!(incarnation = inc, "refuting suspicion");
                 let msg = update(&self.me, inc, MemberState::Alive, &self.me.name);

@@ -118,6 +118,22 @@ pub struct Metrics {
     pub stale_generation: u64,
     /// Deltas about this node's own state sent by someone else (ignored).
     pub deltas_about_self: u64,
+    /// Times this node raised its incarnation to refute a suspicion or
+    /// death rumor about itself.
+    pub refutations: u64,
+    /// Members suspected here (by a failed probe or a rumor).
+    pub suspicions_started: u64,
+    /// Members declared dead here (a suspicion timed out, or a rumor).
+    pub deaths_declared: u64,
+    /// Dead or departed members forgotten after their retention.
+    pub members_removed: u64,
+    /// Nodes told that we hold them for dead (so they can refute).
+    pub dead_told: u64,
+    /// Membership rumors waiting to be piggybacked (a gauge, read when
+    /// the snapshot is taken).
+    pub member_rumors_queued: usize,
+    /// User broadcasts waiting to be piggybacked (a gauge).
+    pub broadcasts_queued: usize,
 }
 
 /// How many members are in each status (this node included).

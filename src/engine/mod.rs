@@ -299,8 +299,13 @@ impl Engine {
     }
 
     /// Counters since start.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> Metrics {
+        let (member, user) = self.swim.rumors.lens();
+        Metrics {
+            member_rumors_queued: member,
+            broadcasts_queued: user,
+            ..self.metrics.clone()
+        }
     }
 
     /// Whether the engine knows no healthy peer: the driver should ask its

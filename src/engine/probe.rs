@@ -435,6 +435,7 @@ impl Engine {
                         at: now,
                     },
                 );
+                self.metrics.members_removed += 1;
                 self.events.push_back(Event::MemberRemoved(k.id));
             }
         }

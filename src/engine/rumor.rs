@@ -122,6 +122,11 @@ impl Rumors {
         self.member.order.is_empty() && self.user.order.is_empty()
     }
 
+    /// Queued (membership, user) rumors.
+    pub fn lens(&self) -> (usize, usize) {
+        (self.member.order.len(), self.user.order.len())
+    }
+
     /// Takes rumors, least sent first, while they fit in `room` bytes (each
     /// costs its field header too); counts a transmission for each and
     /// drops those sent `limit` times. A rumor about `first` (the probe

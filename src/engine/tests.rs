@@ -812,7 +812,7 @@ fn peers_in_sync_name_themselves_by_key_on_probes() {
     // Two more probe periods of an idle, in-sync cluster.
     net.run_for(Duration::from_secs(130));
     let cluster = wire::cluster_id(&config().cluster);
-    let limits = net.nodes[0].limits.clone();
+    let limits = net.nodes[0].limits;
     let (mut compact, mut full_probes) = (0, 0);
     for (i, t) in &net.log {
         let p = wire::decode(&t.payload[..], cluster, &limits).expect("valid packet");
