@@ -10,7 +10,7 @@
 //! * `udp_loopback/{plain,encrypted}`: datagrams per second from one socket
 //!   to another on 127.0.0.1, 1,400 bytes on the wire each (the default UDP
 //!   budget: plain `Udp` carries a 1,400-byte payload, `Encrypted<Udp>` a
-//!   1,350-byte payload sealed to 1,400). Each iteration moves a batch of
+//!   1,366-byte payload sealed to 1,400). Each iteration moves a batch of
 //!   1,000 datagrams in windows of 32 — send 32, receive 32 — so the
 //!   receiver's socket buffer never overflows and nothing is dropped.
 //!

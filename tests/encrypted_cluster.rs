@@ -450,6 +450,7 @@ async fn a_node_on_its_own_encrypted_transport_gossips_its_key_ids_too() {
         let transport = Encrypted::new(udp, ring.clone(), EncryptionConfig::new("own")).unwrap();
         let seeds: Vec<SocketAddr> = nodes.iter().map(|n| n.local_id().addr).collect();
         assert_eq!(transport.max_payload(), 1_400 - scuttlewire::seal::OVERHEAD);
+        assert_eq!(transport.max_payload(), 1_366, "34 bytes of seal overhead");
         let node = Node::builder(config(name, 1))
             .seeds(seeds)
             .keyring(ring)

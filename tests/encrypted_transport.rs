@@ -107,7 +107,12 @@ async fn a_sealed_datagram_round_trips_and_is_not_readable_on_the_wire() {
 
     let (_, wire) = a.inner().captured();
     assert_eq!(wire.len(), secret.len() + scuttlewire::seal::OVERHEAD);
-    assert_eq!(wire[0], scuttlewire::seal::MAGIC_V1);
+    assert_eq!(wire.len(), secret.len() + 34);
+    assert_eq!(
+        wire[0],
+        scuttlewire::seal::first_byte(scuttlewire::seal::Cipher::default())
+    );
+    assert_eq!(&wire[1..5], &ring.primary().hint().to_bytes());
     assert!(
         !wire.windows(8).any(|w| w == b"membersh"),
         "plaintext on the wire"

@@ -5,17 +5,22 @@
 //!
 //! ```text
 //! subkey = HKDF-SHA256(ikm  = cluster key,
-//!                      salt = session id (16 bytes),
+//!                      salt = session id (8 bytes),
 //!                      info = "scuttlewire seal v1" ‖ cipher id (1 byte),
 //!                      L    = 32)
 //! ```
 //!
-//! and the nonce is the frame's 64-bit counter, big-endian, left-padded with
-//! zeros to the cipher's nonce length (12 bytes for AES-256-GCM and
-//! ChaCha20-Poly1305, 24 for XChaCha20-Poly1305).
+//! and the nonce is the frame's counter (below 2^40) as 8 bytes big-endian,
+//! left-padded with zeros to the cipher's nonce length (12 bytes for
+//! AES-256-GCM and ChaCha20-Poly1305, 24 for XChaCha20-Poly1305).
+//!
+//! All three run on `ring`. XChaCha20-Poly1305 is, by definition
+//! (draft-irtf-cfrg-xchacha-03 §2.3), ChaCha20-Poly1305 keyed with
+//! HChaCha20(key, first 16 nonce bytes) under the nonce 0^4 ‖ last 8 nonce
+//! bytes. A counter nonce's first 16 bytes are always zero, so the HChaCha20
+//! step is done once per session, when the subkey is derived, and each frame
+//! costs exactly what a ChaCha20-Poly1305 frame costs.
 
-use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use ring::{aead, hkdf};
 
 use super::key::{KEY_LEN, Key};
@@ -42,8 +47,8 @@ pub enum Cipher {
     Aes256Gcm,
     /// ChaCha20-Poly1305 (RFC 8439), from `ring`: fast without AES hardware.
     ChaCha20Poly1305,
-    /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), from the
-    /// `chacha20poly1305` crate. Used with the same counter nonces as the
+    /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 (`chacha20`) and
+    /// `ring`'s ChaCha20-Poly1305. Used with the same counter nonces as the
     /// others (its 192-bit random-nonce property is not needed here).
     XChaCha20Poly1305,
 }
@@ -96,11 +101,21 @@ impl std::fmt::Display for Cipher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CryptoFailure;
 
+/// Length of the nonce prefix XChaCha20 feeds to HChaCha20.
+const XCHACHA_PREFIX_LEN: usize = 16;
+
 /// A cipher keyed with one session's subkey.
 pub(crate) enum SessionKey {
-    /// Boxed: ring's key schedule is large and one lives per session.
+    /// AES-256-GCM or ChaCha20-Poly1305. Boxed: ring's key schedule is
+    /// large and one lives per session.
     Ring(Box<aead::LessSafeKey>),
-    XChaCha(XChaCha20Poly1305),
+    /// XChaCha20-Poly1305 for the nonces that start with `prefix`:
+    /// ChaCha20-Poly1305 keyed with HChaCha20(subkey, `prefix`). Frames
+    /// always use the all-zero prefix; the known-answer test another one.
+    XChaCha {
+        key: Box<aead::LessSafeKey>,
+        prefix: [u8; XCHACHA_PREFIX_LEN],
+    },
 }
 
 impl SessionKey {
@@ -131,12 +146,43 @@ impl SessionKey {
             Cipher::Aes256Gcm => &aead::AES_256_GCM,
             Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
             Cipher::XChaCha20Poly1305 => {
-                let k = XChaCha20Poly1305::new_from_slice(raw).map_err(|_| CryptoFailure)?;
-                return Ok(SessionKey::XChaCha(k));
+                return SessionKey::xchacha(raw, [0; XCHACHA_PREFIX_LEN]);
             }
         };
         let unbound = aead::UnboundKey::new(ring_alg, raw).map_err(|_| CryptoFailure)?;
         Ok(SessionKey::Ring(Box::new(aead::LessSafeKey::new(unbound))))
+    }
+
+    /// XChaCha20-Poly1305 keyed with `raw`, for the nonces starting with
+    /// `prefix`: HChaCha20 runs here, once, not per frame.
+    fn xchacha(raw: &[u8], prefix: [u8; XCHACHA_PREFIX_LEN]) -> Result<SessionKey, CryptoFailure> {
+        let raw: &[u8; KEY_LEN] = raw.try_into().map_err(|_| CryptoFailure)?;
+        let mut chacha_key = hchacha20(raw, &prefix);
+        let unbound = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &chacha_key);
+        chacha_key.fill(0);
+        std::hint::black_box(&chacha_key);
+        let key = Box::new(aead::LessSafeKey::new(unbound.map_err(|_| CryptoFailure)?));
+        Ok(SessionKey::XChaCha { key, prefix })
+    }
+
+    /// The ring key and nonce for a 24-byte nonce field. A nonce outside an
+    /// XChaCha key's prefix is refused, never silently truncated.
+    fn ring_parts(
+        &self,
+        nonce: &[u8; 24],
+    ) -> Result<(&aead::LessSafeKey, aead::Nonce), CryptoFailure> {
+        match self {
+            SessionKey::Ring(key) => Ok((key, ring_nonce(nonce))),
+            SessionKey::XChaCha { key, prefix } => {
+                let (head, tail) = nonce.split_at(XCHACHA_PREFIX_LEN);
+                if head != prefix {
+                    return Err(CryptoFailure);
+                }
+                let mut short = [0u8; aead::NONCE_LEN];
+                short[aead::NONCE_LEN - tail.len()..].copy_from_slice(tail);
+                Ok((key, aead::Nonce::assume_unique_for_key(short)))
+            }
+        }
     }
 
     /// Encrypts `in_out` in place under the nonce made from `counter`;
@@ -163,27 +209,19 @@ impl SessionKey {
     }
 
     /// Encrypts with an explicit 24-byte nonce field; the 96-bit ciphers use
-    /// its last 12 bytes.
+    /// its last 12 bytes, XChaCha20-Poly1305 all 24 (the first 16 must be
+    /// the key's prefix).
     pub(crate) fn seal_with_nonce(
         &self,
         nonce: &[u8; 24],
         aad: &[u8],
         in_out: &mut [u8],
     ) -> Result<[u8; TAG_LEN], CryptoFailure> {
-        match self {
-            SessionKey::Ring(key) => {
-                let tag = key
-                    .seal_in_place_separate_tag(ring_nonce(nonce), aead::Aad::from(aad), in_out)
-                    .map_err(|_| CryptoFailure)?;
-                tag.as_ref().try_into().map_err(|_| CryptoFailure)
-            }
-            SessionKey::XChaCha(key) => {
-                let tag = key
-                    .encrypt_in_place_detached(nonce.into(), aad, in_out)
-                    .map_err(|_| CryptoFailure)?;
-                Ok(tag.into())
-            }
-        }
+        let (key, nonce) = self.ring_parts(nonce)?;
+        let tag = key
+            .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), in_out)
+            .map_err(|_| CryptoFailure)?;
+        tag.as_ref().try_into().map_err(|_| CryptoFailure)
     }
 
     /// Decrypts with an explicit 24-byte nonce field (see
@@ -195,24 +233,25 @@ impl SessionKey {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), CryptoFailure> {
-        match self {
-            SessionKey::Ring(key) => {
-                let tag = aead::Tag::from(*tag);
-                key.open_in_place_separate_tag(
-                    ring_nonce(nonce),
-                    aead::Aad::from(aad),
-                    tag,
-                    in_out,
-                    0..,
-                )
-                .map(|_| ())
-                .map_err(|_| CryptoFailure)
-            }
-            SessionKey::XChaCha(key) => key
-                .decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into())
-                .map_err(|_| CryptoFailure),
-        }
+        let (key, nonce) = self.ring_parts(nonce)?;
+        key.open_in_place_separate_tag(
+            nonce,
+            aead::Aad::from(aad),
+            aead::Tag::from(*tag),
+            in_out,
+            0..,
+        )
+        .map(|_| ())
+        .map_err(|_| CryptoFailure)
     }
+}
+
+/// HChaCha20 (draft-irtf-cfrg-xchacha-03 §2.2), from the RustCrypto
+/// `chacha20` crate (the one `chacha20poly1305`'s XChaCha builds on).
+fn hchacha20(key: &[u8; KEY_LEN], input: &[u8; XCHACHA_PREFIX_LEN]) -> [u8; KEY_LEN] {
+    use chacha20::cipher::consts::U10;
+    let out = chacha20::hchacha::<U10>(key.into(), input.into());
+    out.into()
 }
 
 /// The counter as a 24-byte nonce field: 16 zero bytes, then the counter
@@ -258,8 +297,16 @@ mod tests {
         ct: &str,
         tag: &str,
     ) {
-        let keyed = SessionKey::with_raw_key(cipher, &hex(key)).unwrap();
         let nonce = nonce24(&hex(nonce));
+        let keyed = match cipher {
+            // Frames key XChaCha with the all-zero prefix; the vector's
+            // nonce has another, so key the same code path with it.
+            Cipher::XChaCha20Poly1305 => {
+                let prefix = nonce[..XCHACHA_PREFIX_LEN].try_into().unwrap();
+                SessionKey::xchacha(&hex(key), prefix).unwrap()
+            }
+            _ => SessionKey::with_raw_key(cipher, &hex(key)).unwrap(),
+        };
         let aad = hex(aad);
         let mut buf = pt.to_vec();
         let got_tag = keyed.seal_with_nonce(&nonce, &aad, &mut buf).unwrap();
@@ -336,6 +383,65 @@ mod tests {
         );
     }
 
+    /// draft-irtf-cfrg-xchacha-03 §2.2.1.
+    #[test]
+    fn hchacha20_draft_2_2_1() {
+        let key: [u8; 32] =
+            hex("000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f")
+                .try_into()
+                .unwrap();
+        let input: [u8; 16] = hex("000000090000004a0000000031415927").try_into().unwrap();
+        assert_eq!(
+            hchacha20(&key, &input).to_vec(),
+            hex("82413b4227b27bfed30e42508a877d73 a0f9e4d58a74a853c12ec41326d3ecdc")
+        );
+    }
+
+    /// Our XChaCha20-Poly1305 (HChaCha20 once per key, then ring) gives
+    /// the same bytes as the `chacha20poly1305` crate's, which runs
+    /// HChaCha20 on every call, for the nonces frames use.
+    #[test]
+    fn xchacha_matches_the_chacha20poly1305_crate_on_counter_nonces() {
+        use chacha20poly1305::XChaCha20Poly1305;
+        use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+        for seed in 0u8..8 {
+            let raw: Vec<u8> = (0..32u8)
+                .map(|i| i.wrapping_mul(seed).wrapping_add(seed))
+                .collect();
+            let ours = SessionKey::with_raw_key(Cipher::XChaCha20Poly1305, &raw).unwrap();
+            let theirs = XChaCha20Poly1305::new_from_slice(&raw).unwrap();
+            for counter in [0, 1, 0x01_0203_0405, (1 << 40) - 1, u64::MAX] {
+                let aad = [seed; 21];
+                let plaintext: Vec<u8> = (0..usize::from(seed) * 37).map(|i| i as u8).collect();
+                let mut a = plaintext.clone();
+                let tag_a = ours.seal(counter, &aad, &mut a).unwrap();
+                let mut b = plaintext.clone();
+                let tag_b = theirs
+                    .encrypt_in_place_detached((&nonce_bytes(counter)).into(), &aad, &mut b)
+                    .unwrap();
+                assert_eq!(a, b, "ciphertext, seed {seed}, counter {counter}");
+                assert_eq!(
+                    tag_a,
+                    <[u8; 16]>::from(tag_b),
+                    "tag, seed {seed}, counter {counter}"
+                );
+                ours.open(counter, &aad, &mut a, &tag_a).unwrap();
+                assert_eq!(a, plaintext);
+            }
+        }
+    }
+
+    #[test]
+    fn an_xchacha_key_refuses_a_nonce_outside_its_prefix() {
+        let key = SessionKey::with_raw_key(Cipher::XChaCha20Poly1305, &[3; 32]).unwrap();
+        let mut nonce = nonce_bytes(7);
+        let mut buf = *b"payload";
+        let tag = key.seal_with_nonce(&nonce, b"", &mut buf).unwrap();
+        nonce[15] = 1;
+        assert!(key.seal_with_nonce(&nonce, b"", &mut [0u8; 4]).is_err());
+        assert!(key.open_with_nonce(&nonce, b"", &mut buf, &tag).is_err());
+    }
+
     #[test]
     fn the_nonce_is_the_counter_zero_padded() {
         let n = nonce_bytes(0x0102_0304_0506_0708);
@@ -346,8 +452,8 @@ mod tests {
     #[test]
     fn subkeys_differ_per_session_and_cipher() {
         let key = Key::from_bytes(&[9; KEY_LEN]).unwrap();
-        let s1 = SessionId::from_bytes([1; 16]);
-        let s2 = SessionId::from_bytes([2; 16]);
+        let s1 = SessionId::from_bytes([1; 8]);
+        let s2 = SessionId::from_bytes([2; 8]);
         let seal = |cipher, session| {
             let k = SessionKey::derive(&key, cipher, session).unwrap();
             let mut buf = [0u8; 16];

@@ -2,36 +2,50 @@
 //!
 //! ```text
 //! offset  len  field
-//!      0    1  magic/version  0xC1 (never 0x08, the first byte of a plaintext packet)
-//!      1    1  cipher id      1 = AES-256-GCM, 2 = ChaCha20-Poly1305, 3 = XChaCha20-Poly1305
-//!      2    8  key id         KeyId of the key the subkey was derived from
-//!     10   16  session id     the sender's random per-boot session
-//!     26    8  counter        u64 big-endian; the nonce; < 2^60
-//!     34    n  ciphertext     same length as the plaintext
-//!   34+n   16  tag
+//!      0    1  version/cipher  0xC0 | cipher id: 0xC1 AES-256-GCM, 0xC2 ChaCha20-Poly1305,
+//!                              0xC3 XChaCha20-Poly1305 (never 0x08, the first byte of a
+//!                              plaintext packet)
+//!      1    4  key hint        the first 4 bytes of the KeyId of the key the subkey was
+//!                              derived from
+//!      5    8  session id      the sender's random session (per boot, and per 2^40 frames)
+//!     13    5  counter         40-bit big-endian; the nonce; < 2^40 by construction
+//!     18    n  ciphertext      same length as the plaintext
+//!   18+n   16  tag
 //! ```
 //!
-//! Authenticated data: the 34 header bytes followed by the UTF-8 bytes of the
-//! cluster label. The subkey is HKDF-SHA256(cluster key, session id,
-//! "scuttlewire seal v1" ‖ cipher id); see [`super::cipher`].
+//! Overhead: 18 + 16 = 34 bytes. Authenticated data: the 18 header bytes
+//! followed by the UTF-8 bytes of the cluster label. The subkey is
+//! HKDF-SHA256(cluster key, session id, "scuttlewire seal v1" ‖ cipher id);
+//! see [`super::cipher`].
+//!
+//! The header names the key by a 4-byte hint, not its full 8-byte id: the
+//! opener tries every installed key whose id starts with the hint (normally
+//! exactly one) and the first whose tag verifies opens the frame.
 
 use super::cipher::{Cipher, SessionKey};
-use super::key::{KEY_ID_LEN, Key, KeyId};
+use super::key::{KEY_HINT_LEN, Key, KeyHint, KeyId};
 use super::keyring::Keyring;
 use super::replay::ReplayWindow;
 use super::session::{DEFAULT_MAX_SESSIONS, SESSION_ID_LEN, SessionCache, SessionId};
 use super::{OpenError, SealError};
 
-/// First byte of every version-1 sealed frame.
-pub const MAGIC_V1: u8 = 0xC1;
+/// High nibble of the first byte of every version-1 sealed frame; the low
+/// nibble is the cipher id (see [`first_byte`]).
+pub const VERSION_V1: u8 = 0xC0;
+
+/// The bits of the first byte that carry the frame version.
+const VERSION_MASK: u8 = 0xF0;
 
 /// First byte of every plaintext wire packet (protobuf field 1, varint: the
 /// wire version). A sealed frame never starts with it, which is how a
 /// receiver in rolling-enablement mode tells the two apart.
 pub const PLAINTEXT_FIRST_BYTE: u8 = 0x08;
 
+/// Length of the counter field in bytes.
+const COUNTER_LEN: usize = 5;
+
 /// Length of the cleartext header in bytes.
-pub const HEADER_LEN: usize = 2 + KEY_ID_LEN + SESSION_ID_LEN + 8;
+pub const HEADER_LEN: usize = 1 + KEY_HINT_LEN + SESSION_ID_LEN + COUNTER_LEN;
 
 /// Length of the authentication tag in bytes.
 pub const TAG_LEN: usize = super::cipher::TAG_LEN;
@@ -44,17 +58,28 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// `transport::MAX_DATAGRAM`).
 pub const MAX_FRAME_LEN: usize = 65_507;
 
-/// A sealer moves to a fresh session when its counter reaches this value,
-/// and an opener refuses any counter at or above it. At a million packets a
-/// second it takes 36,000 years to get there: the point is that the counter
-/// provably never wraps.
-pub const REKEY_AFTER: u64 = 1 << 60;
+/// A sealer moves to a fresh random session when its counter reaches this
+/// value, so every counter it uses fits the 40-bit field; an opener cannot
+/// receive a counter at or above it, because the field cannot hold one. At a
+/// million frames a second a session lasts 12.7 days.
+pub const REKEY_AFTER: u64 = 1 << 40;
+
+// The counter field holds exactly the counters below REKEY_AFTER: every
+// counter a sealer uses can be written, and no frame can name a larger one.
+const _: () = assert!(REKEY_AFTER == 1 << (8 * COUNTER_LEN));
+// The version nibble must never make a frame look like plaintext.
+const _: () = assert!(PLAINTEXT_FIRST_BYTE & VERSION_MASK != VERSION_V1);
 
 // Header field offsets.
-const CIPHER_AT: usize = 1;
-const KEY_ID_AT: usize = 2;
-const SESSION_AT: usize = KEY_ID_AT + KEY_ID_LEN;
+const HINT_AT: usize = 1;
+const SESSION_AT: usize = HINT_AT + KEY_HINT_LEN;
 const COUNTER_AT: usize = SESSION_AT + SESSION_ID_LEN;
+
+/// The first byte of a version-1 frame sealed with `cipher`:
+/// [`VERSION_V1`] | [`Cipher::wire_id`] (`0xC1`, `0xC2` or `0xC3`).
+pub const fn first_byte(cipher: Cipher) -> u8 {
+    VERSION_V1 | cipher.wire_id()
+}
 
 /// Whether `datagram` is a plaintext wire packet rather than a sealed frame.
 pub fn is_plaintext(datagram: &[u8]) -> bool {
@@ -65,19 +90,19 @@ pub fn is_plaintext(datagram: &[u8]) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
     cipher: Cipher,
-    key_id: KeyId,
+    key_hint: KeyHint,
     session: SessionId,
     counter: u64,
 }
 
 impl Header {
     fn encode(&self) -> [u8; HEADER_LEN] {
+        debug_assert!(self.counter < REKEY_AFTER, "counter {}", self.counter);
         let mut out = [0u8; HEADER_LEN];
-        out[0] = MAGIC_V1;
-        out[CIPHER_AT] = self.cipher.wire_id();
-        out[KEY_ID_AT..SESSION_AT].copy_from_slice(&self.key_id.to_bytes());
+        out[0] = first_byte(self.cipher);
+        out[HINT_AT..SESSION_AT].copy_from_slice(&self.key_hint.to_bytes());
         out[SESSION_AT..COUNTER_AT].copy_from_slice(&self.session.to_bytes());
-        out[COUNTER_AT..].copy_from_slice(&self.counter.to_be_bytes());
+        out[COUNTER_AT..].copy_from_slice(&self.counter.to_be_bytes()[8 - COUNTER_LEN..]);
         out
     }
 
@@ -88,12 +113,12 @@ impl Header {
         if len > MAX_FRAME_LEN {
             return Err(OpenError::TooLarge { len });
         }
-        match frame.first() {
+        let first = match frame.first() {
             None => return Err(OpenError::TooShort { len }),
             Some(&PLAINTEXT_FIRST_BYTE) => return Err(OpenError::Plaintext),
-            Some(&MAGIC_V1) => {}
+            Some(&byte) if byte & VERSION_MASK == VERSION_V1 => byte,
             Some(&other) => return Err(OpenError::UnsupportedVersion(other)),
-        }
+        };
         let too_short = OpenError::TooShort { len };
         let (head, rest) = frame
             .split_first_chunk::<HEADER_LEN>()
@@ -102,15 +127,12 @@ impl Header {
             .split_last_chunk::<TAG_LEN>()
             .ok_or(too_short.clone())?;
 
-        let cipher_id = head[CIPHER_AT];
+        let cipher_id = first & !VERSION_MASK;
         let cipher = Cipher::from_wire_id(cipher_id).ok_or(OpenError::UnknownCipher(cipher_id))?;
-        let (key_id, session, counter) = split_fields(head);
-        if counter >= REKEY_AFTER {
-            return Err(OpenError::CounterOutOfRange(counter));
-        }
+        let (key_hint, session, counter) = split_fields(head);
         let header = Header {
             cipher,
-            key_id: KeyId::from_bytes(key_id),
+            key_hint: KeyHint::from_bytes(key_hint),
             session: SessionId::from_bytes(session),
             counter,
         };
@@ -119,15 +141,15 @@ impl Header {
 }
 
 /// Splits the fixed-size fields out of a header without any fallible
-/// indexing.
-fn split_fields(head: &[u8; HEADER_LEN]) -> ([u8; KEY_ID_LEN], [u8; SESSION_ID_LEN], u64) {
-    let mut key_id = [0u8; KEY_ID_LEN];
+/// indexing. The counter is below [`REKEY_AFTER`] by the field's width.
+fn split_fields(head: &[u8; HEADER_LEN]) -> ([u8; KEY_HINT_LEN], [u8; SESSION_ID_LEN], u64) {
+    let mut key_hint = [0u8; KEY_HINT_LEN];
     let mut session = [0u8; SESSION_ID_LEN];
     let mut counter = [0u8; 8];
-    key_id.copy_from_slice(&head[KEY_ID_AT..SESSION_AT]);
+    key_hint.copy_from_slice(&head[HINT_AT..SESSION_AT]);
     session.copy_from_slice(&head[SESSION_AT..COUNTER_AT]);
-    counter.copy_from_slice(&head[COUNTER_AT..]);
-    (key_id, session, u64::from_be_bytes(counter))
+    counter[8 - COUNTER_LEN..].copy_from_slice(&head[COUNTER_AT..]);
+    (key_hint, session, u64::from_be_bytes(counter))
 }
 
 /// Header bytes followed by the cluster label: the authenticated data.
@@ -205,7 +227,7 @@ impl Sealer {
 
         let header = Header {
             cipher: self.cipher,
-            key_id: key.id(),
+            key_hint: key.id().hint(),
             session: self.session,
             counter,
         }
@@ -249,11 +271,18 @@ struct Session {
 /// State is kept only for sessions that produced at least one authentic
 /// frame, and for at most `max_sessions` of them (least recently used are
 /// forgotten first), so a flood of forged frames costs one key derivation
-/// and one tag check each and no memory.
+/// and one tag check each (per installed key sharing the frame's key hint:
+/// normally one) and no memory.
 pub struct Opener {
     label: Box<[u8]>,
+    /// Keyed by the full id of the key that authenticated the session, not
+    /// by the hint in the header: two keys sharing a hint have separate
+    /// sessions, subkeys and replay windows.
     sessions: SessionCache<(KeyId, Cipher, SessionId), Session>,
     aad: Vec<u8>,
+    /// Reused buffer for the installed keys matching a frame's hint; empty
+    /// between calls (key copies are wiped when cleared).
+    candidates: Vec<Key>,
 }
 
 impl Opener {
@@ -272,6 +301,7 @@ impl Opener {
             label: cluster_label.as_bytes().into(),
             sessions: SessionCache::new(max_sessions),
             aad: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 
@@ -282,40 +312,71 @@ impl Opener {
 
     /// Opens one sealed frame with the keys installed in `keyring`.
     ///
+    /// Every installed key whose id starts with the frame's key hint is
+    /// tried, primary first; the first whose tag verifies opens the frame.
     /// The replay window is consulted only after the tag verified. Never
     /// panics, whatever `frame` holds.
     pub fn open(&mut self, keyring: &Keyring, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
         let (header, ciphertext, tag) = Header::parse(frame)?;
-        let Some(key) = keyring.get(header.key_id) else {
-            return Err(OpenError::UnknownKey(header.key_id));
-        };
-        fill_aad(&mut self.aad, &header.encode(), &self.label);
-        let mut plaintext = ciphertext.to_vec();
-        let counter = header.counter;
-        let id = (header.key_id, header.cipher, header.session);
+        let mut candidates = std::mem::take(&mut self.candidates);
+        keyring.keys_matching(header.key_hint, &mut candidates);
+        let opened = self.open_with(&candidates, &header, ciphertext, &tag);
+        candidates.clear();
+        self.candidates = candidates;
+        opened
+    }
 
-        if let Some(session) = self.sessions.get_mut(&id) {
-            session
-                .subkey
-                .open(counter, &self.aad, &mut plaintext, &tag)
-                .map_err(|_| OpenError::Auth)?;
-            if !session.window.accept(counter) {
-                return Err(OpenError::Replay { counter });
+    /// Tries `keys` in order; the first whose tag verifies wins.
+    fn open_with(
+        &mut self,
+        keys: &[Key],
+        header: &Header,
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<Vec<u8>, OpenError> {
+        if keys.is_empty() {
+            return Err(OpenError::UnknownKey(header.key_hint));
+        }
+        fill_aad(&mut self.aad, &header.encode(), &self.label);
+        let counter = header.counter;
+        let mut plaintext = Vec::with_capacity(ciphertext.len());
+        for key in keys {
+            // A failed tag check leaves the buffer unspecified: start over.
+            plaintext.clear();
+            plaintext.extend_from_slice(ciphertext);
+            let id = (key.id(), header.cipher, header.session);
+
+            if let Some(session) = self.sessions.get_mut(&id) {
+                if session
+                    .subkey
+                    .open(counter, &self.aad, &mut plaintext, tag)
+                    .is_err()
+                {
+                    continue;
+                }
+                if !session.window.accept(counter) {
+                    return Err(OpenError::Replay { counter });
+                }
+                return Ok(plaintext);
             }
+
+            // First authentic frame of this session (or first since it was
+            // forgotten): derive, verify, and only then remember it.
+            let Ok(subkey) = SessionKey::derive(key, header.cipher, header.session) else {
+                continue;
+            };
+            if subkey
+                .open(counter, &self.aad, &mut plaintext, tag)
+                .is_err()
+            {
+                continue;
+            }
+            let mut window = ReplayWindow::new();
+            window.accept(counter);
+            self.sessions.insert(id, Session { subkey, window });
             return Ok(plaintext);
         }
-
-        // First authentic frame of this session (or first since it was
-        // forgotten): derive, verify, and only then remember it.
-        let subkey =
-            SessionKey::derive(&key, header.cipher, header.session).map_err(|_| OpenError::Auth)?;
-        subkey
-            .open(counter, &self.aad, &mut plaintext, &tag)
-            .map_err(|_| OpenError::Auth)?;
-        let mut window = ReplayWindow::new();
-        window.accept(counter);
-        self.sessions.insert(id, Session { subkey, window });
-        Ok(plaintext)
+        Err(OpenError::Auth)
     }
 }
 

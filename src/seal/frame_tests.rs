@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 
 use super::*;
+use crate::seal::key::keys_sharing_a_hint;
 use crate::seal::{DropReason, REPLAY_WINDOW};
 
 const LABEL: &str = "test-cluster";
@@ -14,7 +15,9 @@ fn key(byte: u8) -> Key {
 }
 
 fn counter_of(frame: &[u8]) -> u64 {
-    u64::from_be_bytes(frame[COUNTER_AT..HEADER_LEN].try_into().unwrap())
+    let mut counter = [0u8; 8];
+    counter[3..].copy_from_slice(&frame[COUNTER_AT..HEADER_LEN]);
+    u64::from_be_bytes(counter)
 }
 
 fn session_of(frame: &[u8]) -> [u8; SESSION_ID_LEN] {
@@ -31,14 +34,114 @@ fn every_cipher_round_trips_with_exactly_the_documented_overhead() {
             let plaintext = vec![0x5a; len];
             let frame = sealer.seal(&ring.primary_key(), &plaintext).unwrap();
             assert_eq!(frame.len(), len + OVERHEAD, "{cipher}");
-            assert_eq!(frame[0], MAGIC_V1);
-            assert_eq!(frame[1], cipher.wire_id());
-            assert_eq!(&frame[KEY_ID_AT..SESSION_AT], &key(1).id().to_bytes());
+            assert_eq!(frame[0], first_byte(cipher));
+            assert_eq!(&frame[HINT_AT..SESSION_AT], &key(1).id().hint().to_bytes());
             assert!(!is_plaintext(&frame));
             assert_eq!(opener.open(&ring, &frame).unwrap(), plaintext, "{cipher}");
         }
     }
-    assert_eq!(OVERHEAD, 50);
+    assert_eq!(OVERHEAD, 34);
+}
+
+#[test]
+fn a_frame_is_exactly_the_plaintext_plus_34_bytes_laid_out_as_documented() {
+    // Literal offsets, not the module's constants: this pins the format.
+    assert_eq!((HEADER_LEN, TAG_LEN, OVERHEAD), (18, 16, 34));
+    let key = key(1);
+    let id = key.id().to_bytes();
+    for (cipher, first) in Cipher::ALL.into_iter().zip([0xC1, 0xC2, 0xC3]) {
+        let mut sealer = Sealer::new(cipher, LABEL).unwrap();
+        sealer.set_next_counter(0x01_0203_0405);
+        let session = sealer.session().to_bytes();
+        assert_eq!(session.len(), 8);
+        for len in [0, 1, 64, 1366] {
+            let frame = sealer.seal(&key, &vec![0xa5; len]).unwrap();
+            assert_eq!(frame.len(), len + 34, "{cipher}, {len}-byte plaintext");
+            assert_eq!(frame[0], first, "{cipher}");
+            assert_eq!(
+                &frame[1..5],
+                &id[..4],
+                "key hint = the KeyId's first 4 bytes"
+            );
+            assert_eq!(&frame[5..13], &session, "session id");
+            assert_eq!(counter_of(&frame), sealer.next - 1);
+        }
+        let mut sealer = Sealer::new(cipher, LABEL).unwrap();
+        sealer.set_next_counter(0x01_0203_0405);
+        let frame = sealer.seal(&key, b"x").unwrap();
+        assert_eq!(
+            &frame[13..18],
+            &[1, 2, 3, 4, 5],
+            "40-bit big-endian counter"
+        );
+        assert_eq!(frame.len(), 1 + 34);
+    }
+}
+
+#[test]
+fn two_installed_keys_sharing_a_hint_both_open() {
+    let (a, b) = keys_sharing_a_hint();
+    assert_eq!(a.id().hint(), b.id().hint());
+    for cipher in Cipher::ALL {
+        let ring = Keyring::new(a.clone());
+        ring.install(b.clone());
+        let mut opener = Opener::new(LABEL);
+        // One session sealing under both keys: same hint, same session id;
+        // only the full key id tells their subkeys apart.
+        let mut sealer = Sealer::new(cipher, LABEL).unwrap();
+        let under_b = sealer.seal(&b, b"under b").unwrap();
+        let under_a = sealer.seal(&a, b"under a").unwrap();
+        assert_eq!(
+            under_a[..13],
+            under_b[..13],
+            "same first byte, hint, session"
+        );
+
+        // The primary (a) is tried first and fails; b opens.
+        assert_eq!(
+            opener.open(&ring, &under_b).unwrap(),
+            b"under b",
+            "{cipher}"
+        );
+        assert_eq!(
+            opener.open(&ring, &under_a).unwrap(),
+            b"under a",
+            "{cipher}"
+        );
+        assert_eq!(opener.session_count(), 2, "one session per full key id");
+
+        // Both sessions are now remembered: a remembered session that fails
+        // the tag check passes the frame on to the next candidate.
+        let again_b = sealer.seal(&b, b"b again").unwrap();
+        let again_a = sealer.seal(&a, b"a again").unwrap();
+        assert_eq!(
+            opener.open(&ring, &again_b).unwrap(),
+            b"b again",
+            "{cipher}"
+        );
+        assert_eq!(
+            opener.open(&ring, &again_a).unwrap(),
+            b"a again",
+            "{cipher}"
+        );
+        assert_eq!(opener.session_count(), 2);
+
+        // Each key's session keeps its own replay window.
+        assert_eq!(
+            opener.open(&ring, &under_b),
+            Err(OpenError::Replay { counter: 0 })
+        );
+        assert_eq!(
+            opener.open(&ring, &under_a),
+            Err(OpenError::Replay { counter: 1 })
+        );
+
+        // Once b is removed its frames no longer open, though a still
+        // matches their hint.
+        ring.remove(b.id()).unwrap();
+        let late_b = sealer.seal(&b, b"late").unwrap();
+        assert_eq!(opener.open(&ring, &late_b), Err(OpenError::Auth));
+    }
 }
 
 #[test]
@@ -81,16 +184,19 @@ fn a_frame_under_a_key_we_do_not_hold_is_dropped() {
     let frame = sealer.seal(&key(2), b"hello").unwrap();
     let ring = Keyring::new(key(1));
     let err = Opener::new(LABEL).open(&ring, &frame).unwrap_err();
-    assert_eq!(err, OpenError::UnknownKey(key(2).id()));
+    assert_eq!(err, OpenError::UnknownKey(key(2).id().hint()));
     assert_eq!(err.reason(), DropReason::UnknownKey);
+    let message = err.to_string();
+    let hint = &key(2).id().to_string()[..8];
+    assert!(message.ends_with(&format!(" {hint}")), "{message}");
 }
 
 #[test]
-fn a_forged_key_id_does_not_help_an_attacker() {
+fn a_forged_key_hint_does_not_help_an_attacker() {
     // Sealed under key 2 but claiming to be under key 1.
     let mut sealer = Sealer::new(Cipher::default(), LABEL).unwrap();
     let mut frame = sealer.seal(&key(2), b"hello").unwrap();
-    frame[KEY_ID_AT..SESSION_AT].copy_from_slice(&key(1).id().to_bytes());
+    frame[HINT_AT..SESSION_AT].copy_from_slice(&key(1).id().hint().to_bytes());
     let ring = Keyring::new(key(1));
     assert_eq!(Opener::new(LABEL).open(&ring, &frame), Err(OpenError::Auth));
 }
@@ -118,7 +224,7 @@ fn truncated_empty_and_oversized_frames_are_dropped() {
         );
     }
     assert_eq!(opener.open(&ring, &[]), Err(OpenError::TooShort { len: 0 }));
-    let huge = vec![MAGIC_V1; MAX_FRAME_LEN + 1];
+    let huge = vec![first_byte(Cipher::default()); MAX_FRAME_LEN + 1];
     assert_eq!(
         opener.open(&ring, &huge),
         Err(OpenError::TooLarge {
@@ -137,17 +243,25 @@ fn plaintext_and_unknown_versions_are_told_apart() {
         opener.open(&ring, &[PLAINTEXT_FIRST_BYTE, 1, 2]),
         Err(OpenError::Plaintext)
     );
-    assert_eq!(
-        opener.open(&ring, &[0xC2; OVERHEAD]),
-        Err(OpenError::UnsupportedVersion(0xC2))
-    );
-    let mut bad_cipher = [0u8; OVERHEAD];
-    bad_cipher[0] = MAGIC_V1;
-    bad_cipher[1] = 9;
-    assert_eq!(
-        opener.open(&ring, &bad_cipher),
-        Err(OpenError::UnknownCipher(9))
-    );
+    for version in [0x00, 0x01, 0x41, 0xB1, 0xD1, 0xF3] {
+        assert_eq!(
+            opener.open(&ring, &[version; OVERHEAD]),
+            Err(OpenError::UnsupportedVersion(version))
+        );
+    }
+    for cipher_id in [0, 4, 9, 15] {
+        let mut bad_cipher = [0u8; OVERHEAD];
+        bad_cipher[0] = VERSION_V1 | cipher_id;
+        assert_eq!(
+            opener.open(&ring, &bad_cipher),
+            Err(OpenError::UnknownCipher(cipher_id))
+        );
+    }
+    // Every version-1 first byte names its cipher and is never plaintext.
+    for cipher in Cipher::ALL {
+        assert_eq!(first_byte(cipher), 0xC0 | cipher.wire_id());
+        assert!(!is_plaintext(&[first_byte(cipher)]));
+    }
 }
 
 #[test]
@@ -222,31 +336,56 @@ fn senders_sharing_a_key_have_independent_sessions() {
 }
 
 #[test]
-fn the_sealer_moves_to_a_new_session_before_the_counter_limit() {
+fn the_sealer_moves_to_a_new_session_when_the_counter_reaches_rekey_after() {
+    assert_eq!(REKEY_AFTER, 1 << 40);
     let ring = Keyring::new(key(1));
-    let mut opener = Opener::new(LABEL);
-    let mut sealer = Sealer::new(Cipher::default(), LABEL).unwrap();
-    sealer.set_next_counter(REKEY_AFTER - 1);
-    let old_session = sealer.session();
-    let last = sealer.seal(&key(1), b"last").unwrap();
-    assert_eq!(counter_of(&last), REKEY_AFTER - 1);
-    let first = sealer.seal(&key(1), b"first").unwrap();
-    assert_ne!(sealer.session(), old_session);
-    assert_eq!(counter_of(&first), 0);
-    assert!(opener.open(&ring, &last).is_ok());
-    assert!(opener.open(&ring, &first).is_ok());
+    for cipher in Cipher::ALL {
+        let mut opener = Opener::new(LABEL);
+        let mut sealer = Sealer::new(cipher, LABEL).unwrap();
+        sealer.set_next_counter(REKEY_AFTER - 1);
+        let old_session = sealer.session();
+        let last = sealer.seal(&key(1), b"last").unwrap();
+        assert_eq!(&last[COUNTER_AT..HEADER_LEN], &[0xff; 5]);
+        assert_eq!(counter_of(&last), REKEY_AFTER - 1);
+        assert_eq!(session_of(&last), old_session.to_bytes());
+        let first = sealer.seal(&key(1), b"first").unwrap();
+        assert_ne!(sealer.session(), old_session);
+        assert_eq!(session_of(&first), sealer.session().to_bytes());
+        assert_eq!(counter_of(&first), 0);
+        assert_eq!(opener.open(&ring, &last).unwrap(), b"last", "{cipher}");
+        assert_eq!(opener.open(&ring, &first).unwrap(), b"first", "{cipher}");
+        assert_eq!(opener.session_count(), 2);
+    }
 }
 
 #[test]
-fn an_out_of_range_counter_is_malformed() {
+fn a_sealer_never_uses_a_counter_at_or_beyond_rekey_after() {
     let ring = Keyring::new(key(1));
+    for next in [REKEY_AFTER, REKEY_AFTER + 1, u64::MAX] {
+        let mut sealer = Sealer::new(Cipher::default(), LABEL).unwrap();
+        sealer.set_next_counter(next);
+        let old_session = sealer.session();
+        let frame = sealer.seal(&key(1), b"x").unwrap();
+        assert_ne!(sealer.session(), old_session, "next = {next}");
+        assert_eq!(counter_of(&frame), 0, "next = {next}");
+        assert_eq!(Opener::new(LABEL).open(&ring, &frame).unwrap(), b"x");
+    }
+}
+
+#[test]
+fn no_frame_can_carry_a_counter_at_or_beyond_rekey_after() {
+    // The counter field is 40 bits wide and REKEY_AFTER is 2^40: the
+    // opener's "counter below REKEY_AFTER" check is the field's width. The
+    // largest counter a frame can carry is REKEY_AFTER - 1.
     let mut sealer = Sealer::new(Cipher::default(), LABEL).unwrap();
     let mut frame = sealer.seal(&key(1), b"x").unwrap();
-    frame[COUNTER_AT..HEADER_LEN].copy_from_slice(&REKEY_AFTER.to_be_bytes());
-    assert_eq!(
-        Opener::new(LABEL).open(&ring, &frame),
-        Err(OpenError::CounterOutOfRange(REKEY_AFTER))
-    );
+    frame[COUNTER_AT..HEADER_LEN].copy_from_slice(&[0xff; 5]);
+    let (header, _, _) = Header::parse(&frame).unwrap();
+    assert_eq!(header.counter, REKEY_AFTER - 1);
+    assert_eq!(header.encode()[..], frame[..HEADER_LEN]);
+    // Changing the counter changed the nonce and the authenticated data.
+    let ring = Keyring::new(key(1));
+    assert_eq!(Opener::new(LABEL).open(&ring, &frame), Err(OpenError::Auth));
 }
 
 #[test]
@@ -261,7 +400,7 @@ fn rotation_keeps_in_flight_frames_and_removal_ends_the_old_key() {
     let new = ring.install(key(2));
     ring.use_key(new).unwrap();
     let fresh = sealer.seal(&ring.primary_key(), b"new").unwrap();
-    assert_eq!(&fresh[KEY_ID_AT..SESSION_AT], &new.to_bytes());
+    assert_eq!(&fresh[HINT_AT..SESSION_AT], &new.hint().to_bytes());
     assert_eq!(counter_of(&fresh), 2, "the counter continues across keys");
     assert_eq!(opener.open(&ring, &fresh).unwrap(), b"new");
     assert_eq!(opener.open(&ring, &in_flight).unwrap(), b"old");
@@ -269,7 +408,7 @@ fn rotation_keeps_in_flight_frames_and_removal_ends_the_old_key() {
     ring.remove(key(1).id()).unwrap();
     assert_eq!(
         opener.open(&ring, &replay_later),
-        Err(OpenError::UnknownKey(key(1).id()))
+        Err(OpenError::UnknownKey(key(1).id().hint()))
     );
 }
 
@@ -324,10 +463,9 @@ proptest! {
         if magic && !bytes.is_empty() {
             // Steer half the cases past the version check, with a real key
             // id, so the deeper checks are exercised too.
-            bytes[0] = MAGIC_V1;
+            bytes[0] = VERSION_V1 | (1 + bytes[0] % 3);
             if bytes.len() > SESSION_AT {
-                bytes[CIPHER_AT] = 1 + bytes[CIPHER_AT] % 3;
-                bytes[KEY_ID_AT..SESSION_AT].copy_from_slice(&key(3).id().to_bytes());
+                bytes[HINT_AT..SESSION_AT].copy_from_slice(&key(3).id().hint().to_bytes());
             }
         }
         prop_assert!(Opener::new("x").open(&ring, &bytes).is_err());

@@ -1,10 +1,10 @@
 //! Cluster keys and their public names.
 //!
 //! A [`Key`] is 32 secret bytes shared by every member of a cluster. It is
-//! never printed, logged or sent: logs, metrics and the frame header name a
-//! key by its [`KeyId`], the first 8 bytes of a domain-separated SHA-256 of
-//! the key. The id says which key sealed a frame without revealing anything
-//! useful about the key itself.
+//! never printed, logged or sent: logs, metrics and the gossiped key lists
+//! name a key by its [`KeyId`], the first 8 bytes of a domain-separated
+//! SHA-256 of the key. A frame header carries only the id's first 4 bytes,
+//! its [`KeyHint`]. Neither says anything useful about the key itself.
 
 use std::fmt;
 use std::io::Read;
@@ -20,6 +20,10 @@ pub const KEY_LEN: usize = 32;
 
 /// Length of a [`KeyId`] in bytes.
 pub const KEY_ID_LEN: usize = 8;
+
+/// Length of a [`KeyHint`] in bytes: the prefix of the [`KeyId`] a frame
+/// header carries.
+pub const KEY_HINT_LEN: usize = 4;
 
 /// Domain separation for key ids: the id of a key is a hash no other part of
 /// the system computes over the same input.
@@ -219,14 +223,21 @@ fn warn_if_shared(_path: &Path, _file: &std::fs::File) {}
 pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
-    /// The id as it appears in a frame header.
+    /// The id's 8 bytes (as in the gossiped key lists).
     pub fn to_bytes(self) -> [u8; KEY_ID_LEN] {
         self.0
     }
 
-    /// An id read from a frame header.
+    /// An id from its 8 bytes.
     pub fn from_bytes(bytes: [u8; KEY_ID_LEN]) -> KeyId {
         KeyId(bytes)
+    }
+
+    /// The id's first [`KEY_HINT_LEN`] bytes, as a frame header names the
+    /// key.
+    pub fn hint(self) -> KeyHint {
+        let [a, b, c, d, ..] = self.0;
+        KeyHint([a, b, c, d])
     }
 
     fn of(key: &[u8; KEY_LEN]) -> KeyId {
@@ -255,6 +266,48 @@ impl fmt::Debug for KeyId {
     }
 }
 
+/// The first [`KEY_HINT_LEN`] bytes of a [`KeyId`]: how a frame header
+/// names the key it was sealed under. Shown as 8 lowercase hex digits (the
+/// first 8 digits of the id).
+///
+/// Two installed keys share a hint with probability 2^-32 per pair. That
+/// costs nothing but time: a receiver tries every installed key with the
+/// frame's hint, and the first whose tag verifies opens it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHint([u8; KEY_HINT_LEN]);
+
+impl KeyHint {
+    /// The hint as it appears in a frame header.
+    pub fn to_bytes(self) -> [u8; KEY_HINT_LEN] {
+        self.0
+    }
+
+    /// A hint read from a frame header.
+    pub fn from_bytes(bytes: [u8; KEY_HINT_LEN]) -> KeyHint {
+        KeyHint(bytes)
+    }
+
+    /// Whether `id` starts with this hint.
+    pub fn matches(self, id: KeyId) -> bool {
+        id.hint() == self
+    }
+}
+
+impl fmt::Display for KeyHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHint({self})")
+    }
+}
+
 impl FromStr for KeyId {
     type Err = KeyError;
 
@@ -271,6 +324,20 @@ impl FromStr for KeyId {
         }
         Ok(KeyId(id))
     }
+}
+
+/// Two keys whose ids share their first 4 bytes, for tests of what a
+/// receiver does with a [`KeyHint`] that matches two installed keys. Found
+/// by search over keys whose first 8 bytes are a little-endian counter: the
+/// ids are `f1b1390cd997c3de` and `f1b1390c3c02aec9`.
+#[cfg(test)]
+pub(crate) fn keys_sharing_a_hint() -> (Key, Key) {
+    let seeded = |seed: u64| {
+        let mut bytes = [0u8; KEY_LEN];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        Key::from_array(bytes)
+    };
+    (seeded(9_647), seeded(64_012))
 }
 
 #[cfg(test)]
@@ -339,6 +406,28 @@ mod tests {
         assert!("xyz".parse::<KeyId>().is_err());
         assert!("0123456789abcdeg".parse::<KeyId>().is_err());
         assert!("é123456789abcde".parse::<KeyId>().is_err());
+    }
+
+    #[test]
+    fn the_hint_is_the_first_four_bytes_of_the_id() {
+        let id = KeyId::from_bytes([0xf1, 0xb1, 0x39, 0x0c, 1, 2, 3, 4]);
+        assert_eq!(id.hint().to_bytes(), [0xf1, 0xb1, 0x39, 0x0c]);
+        assert_eq!(id.hint().to_string(), "f1b1390c");
+        assert!(id.to_string().starts_with(&id.hint().to_string()));
+        assert!(id.hint().matches(id));
+        let other = KeyId::from_bytes([0xf1, 0xb1, 0x39, 0x0d, 1, 2, 3, 4]);
+        assert!(!id.hint().matches(other));
+        let same_prefix = KeyId::from_bytes([0xf1, 0xb1, 0x39, 0x0c, 9, 9, 9, 9]);
+        assert!(id.hint().matches(same_prefix));
+    }
+
+    #[test]
+    fn the_test_keys_sharing_a_hint_do_share_it() {
+        let (a, b) = keys_sharing_a_hint();
+        assert_eq!(a.id().hint(), b.id().hint());
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.id().to_string(), "f1b1390cd997c3de");
+        assert_eq!(b.id().to_string(), "f1b1390c3c02aec9");
     }
 
     #[test]

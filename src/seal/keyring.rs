@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::key::{Key, KeyId};
+use super::key::{Key, KeyHint, KeyId};
 
 /// Why a keyring change was refused. A refused change leaves the keyring as
 /// it was.
@@ -124,13 +124,18 @@ impl Keyring {
         self.read().primary.clone()
     }
 
-    /// A copy of the installed key `id`, for opening.
-    pub(crate) fn get(&self, id: KeyId) -> Option<Key> {
+    /// Copies of the installed keys whose id starts with `hint`, primary
+    /// first, appended to `out` (a buffer the caller reuses, so opening a
+    /// frame does not allocate). Normally one key or none; two installed
+    /// keys share a hint with probability 2^-32.
+    pub(crate) fn keys_matching(&self, hint: KeyHint, out: &mut Vec<Key>) {
         let state = self.read();
-        if state.primary.id() == id {
-            return Some(state.primary.clone());
-        }
-        state.others.iter().find(|k| k.id() == id).cloned()
+        out.extend(
+            std::iter::once(&state.primary)
+                .chain(&state.others)
+                .filter(|k| hint.matches(k.id()))
+                .cloned(),
+        );
     }
 
     // A panic in another thread while holding the lock cannot leave `State`
@@ -183,7 +188,10 @@ mod tests {
 
         ring.remove(key(1).id()).unwrap();
         assert_eq!(ring.list(), vec![new]);
-        assert!(ring.get(key(1).id()).is_none());
+        assert!(!ring.contains(key(1).id()));
+        let mut found = Vec::new();
+        ring.keys_matching(key(1).id().hint(), &mut found);
+        assert!(found.is_empty());
     }
 
     #[test]
@@ -218,6 +226,31 @@ mod tests {
         other.install(key(2));
         other.install(key(2));
         assert_eq!(ring.list().len(), 2);
+    }
+
+    #[test]
+    fn keys_matching_a_hint_are_found_primary_first() {
+        let (a, b) = crate::seal::key::keys_sharing_a_hint();
+        assert_eq!(a.id().hint(), b.id().hint());
+        assert_ne!(a.id(), b.id());
+        let ring = Keyring::new(key(1));
+        ring.install(a.clone());
+        ring.install(key(2));
+        ring.install(b.clone());
+
+        let ids = |hint| {
+            let mut found = Vec::new();
+            ring.keys_matching(hint, &mut found);
+            found.iter().map(Key::id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(a.id().hint()), vec![a.id(), b.id()]);
+        assert_eq!(ids(key(2).id().hint()), vec![key(2).id()]);
+        assert_eq!(ids(key(9).id().hint()), vec![]);
+
+        ring.use_key(b.id()).unwrap();
+        assert_eq!(ids(a.id().hint()), vec![b.id(), a.id()], "primary first");
+        ring.remove(a.id()).unwrap();
+        assert_eq!(ids(a.id().hint()), vec![b.id()]);
     }
 
     #[test]

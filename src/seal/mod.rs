@@ -1,8 +1,8 @@
 //! Sealing datagrams: AEAD framing, keyring, anti-replay. Pure: no sockets,
 //! no clock, no async.
 //!
-//! A *sealed frame* is one datagram: a 34-byte header in the clear, the
-//! ciphertext, and a 16-byte tag. The header and the cluster label are the
+//! A *sealed frame* is one datagram: an 18-byte header in the clear, the
+//! ciphertext, and a 16-byte tag: 34 bytes of [`OVERHEAD`]. The header and the cluster label are the
 //! authenticated data, so nothing in a frame can be changed, and a frame
 //! sealed for cluster `a` does not open in cluster `b`. `docs/SECURITY.md`
 //! gives the format byte by byte and the threat model; this module is its
@@ -11,7 +11,8 @@
 //! # Layout
 //!
 //! * [`key`] — [`Key`] (32 secret bytes, loaded from base64 or a file, or
-//!   generated) and [`KeyId`] (a public 8-byte name derived from the key).
+//!   generated), [`KeyId`] (a public 8-byte name derived from the key) and
+//!   [`KeyHint`] (the id's first 4 bytes, which name the key in a frame).
 //! * [`keyring`] — [`Keyring`], the shared set of installed keys: the primary
 //!   seals, every installed key opens; rotation is install → use → remove.
 //! * [`cipher`] — [`Cipher`] (AES-256-GCM, ChaCha20-Poly1305,
@@ -22,14 +23,16 @@
 //!
 //! # Nonces in one paragraph
 //!
-//! Every [`Sealer`] picks a random 128-bit session id when it is created (at
+//! Every [`Sealer`] picks a random 64-bit session id when it is created (at
 //! every boot) and derives its own subkey with HKDF-SHA256 from the cluster
-//! key, the session id and the cipher. The nonce is a 64-bit counter that
-//! starts at 0 and only grows. A (subkey, counter) pair is therefore never
-//! used twice: not by two senders sharing the cluster key (different
-//! sessions, different subkeys), not after a restart (new session), not after
-//! 2^32 packets (the counter is 64 bits and the sealer moves to a fresh
-//! session long before it could wrap).
+//! key, the session id and the cipher. The nonce is a 40-bit counter that
+//! starts at 0 and only grows; when it reaches [`REKEY_AFTER`] (2^40) the
+//! sealer picks a fresh session id and starts again at 0. A (subkey,
+//! counter) pair is therefore never used twice within a session, and two
+//! sessions share a subkey only if two draws of a 64-bit random id under the
+//! same key collide: after n sessions per key, a chance of about n² / 2^65
+//! (birthday bound: safe far beyond a million boots, meaningful only near
+//! 2^32 sessions per key). `docs/SECURITY.md` gives the full argument.
 //!
 //! # What the transport does with this
 //!
@@ -46,10 +49,10 @@ mod session;
 
 pub use cipher::Cipher;
 pub use frame::{
-    HEADER_LEN, MAGIC_V1, MAX_FRAME_LEN, OVERHEAD, Opener, PLAINTEXT_FIRST_BYTE, REKEY_AFTER,
-    Sealer, TAG_LEN, is_plaintext,
+    HEADER_LEN, MAX_FRAME_LEN, OVERHEAD, Opener, PLAINTEXT_FIRST_BYTE, REKEY_AFTER, Sealer,
+    TAG_LEN, VERSION_V1, first_byte, is_plaintext,
 };
-pub use key::{KEY_ID_LEN, KEY_LEN, Key, KeyError, KeyId};
+pub use key::{KEY_HINT_LEN, KEY_ID_LEN, KEY_LEN, Key, KeyError, KeyHint, KeyId};
 pub use keyring::{Keyring, KeyringError};
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use session::{DEFAULT_MAX_SESSIONS, SessionId};
@@ -98,27 +101,27 @@ pub enum OpenError {
         /// Length of the datagram.
         len: usize,
     },
-    /// The first byte is neither [`MAGIC_V1`] nor the plaintext marker: a
-    /// frame version this build does not know, or garbage.
+    /// The first byte's high nibble is not [`VERSION_V1`]'s and the byte is
+    /// not the plaintext marker: a frame version this build does not know,
+    /// or garbage. Carries the whole first byte.
     #[error("unsupported frame version byte {0:#04x}")]
     UnsupportedVersion(u8),
-    /// The cipher byte names no cipher this build supports.
+    /// The first byte is a version-1 byte, but its low nibble names no
+    /// cipher this build supports. Carries the low nibble.
     #[error("unknown cipher id {0}")]
     UnknownCipher(u8),
-    /// The counter is at or beyond [`REKEY_AFTER`], which no honest sealer
-    /// ever uses.
-    #[error("counter {0} is out of range")]
-    CounterOutOfRange(u64),
     /// The datagram is a plaintext wire packet (first byte
     /// [`PLAINTEXT_FIRST_BYTE`]) and plaintext is not accepted.
     #[error("plaintext datagram refused")]
     Plaintext,
-    /// The key id in the header is not installed in the keyring (never
-    /// installed, or already removed).
-    #[error("no installed key has id {0}")]
-    UnknownKey(KeyId),
-    /// The tag did not verify: the frame was altered, sealed under another
-    /// key with a colliding id, or sealed for another cluster label.
+    /// No installed key's id starts with the key hint in the header (the
+    /// key was never installed, or was already removed). Carries the hint,
+    /// the first 4 bytes of the sealing key's [`KeyId`].
+    #[error("no installed key has an id starting with {0}")]
+    UnknownKey(KeyHint),
+    /// The tag did not verify under any installed key matching the key
+    /// hint: the frame was altered, sealed under another key whose id
+    /// shares the hint, or sealed for another cluster label.
     #[error("authentication failed")]
     Auth,
     /// The frame authenticated but its counter was already seen in this
@@ -137,8 +140,7 @@ impl OpenError {
             OpenError::TooShort { .. }
             | OpenError::TooLarge { .. }
             | OpenError::UnsupportedVersion(_)
-            | OpenError::UnknownCipher(_)
-            | OpenError::CounterOutOfRange(_) => DropReason::Malformed,
+            | OpenError::UnknownCipher(_) => DropReason::Malformed,
             OpenError::Plaintext => DropReason::PlaintextRefused,
             OpenError::UnknownKey(_) => DropReason::UnknownKey,
             OpenError::Auth => DropReason::Auth,
@@ -150,10 +152,10 @@ impl OpenError {
 /// The buckets inbound drops are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// Not a well-formed frame: wrong length, unknown version or cipher,
-    /// counter out of range.
+    /// Not a well-formed frame: wrong length, unknown version or cipher.
     Malformed,
-    /// Sealed under a key id the keyring does not hold.
+    /// Sealed under a key the keyring does not hold (no installed key
+    /// matches the frame's key hint).
     UnknownKey,
     /// The tag did not verify (tampering, wrong key, wrong cluster label).
     Auth,

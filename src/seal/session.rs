@@ -6,16 +6,19 @@ use std::fmt;
 use std::hash::Hash;
 
 /// Length of a [`SessionId`] in bytes.
-pub(crate) const SESSION_ID_LEN: usize = 16;
+pub(crate) const SESSION_ID_LEN: usize = 8;
 
 /// Default bound on the sender sessions an opener remembers (each costs
 /// well under a kilobyte: a cipher key schedule and a replay window).
 pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 
-/// A random 128-bit name one sealer picks for itself at creation (that is,
-/// at every boot) and carries in every frame. Distinct sessions have
-/// distinct subkeys, so counters may restart at zero without reusing a
-/// nonce.
+/// A random 64-bit name one sealer picks for itself at creation (that is,
+/// at every boot) and again whenever its counter reaches
+/// [`REKEY_AFTER`](super::REKEY_AFTER), and carries in every frame. Distinct
+/// sessions have distinct subkeys, so counters may restart at zero without
+/// reusing a nonce. Two sessions under one key get the same id only by a
+/// birthday collision: about one chance in 2^64 / n² after n sessions (see
+/// `docs/SECURITY.md`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId([u8; SESSION_ID_LEN]);
 
@@ -136,6 +139,6 @@ mod tests {
         let a = SessionId::random().unwrap();
         let b = SessionId::random().unwrap();
         assert_ne!(a, b);
-        assert_eq!(a.to_string().len(), 32);
+        assert_eq!(a.to_string().len(), 16);
     }
 }
