@@ -69,10 +69,10 @@ pub(crate) struct Known {
 
 const NOT_PEER: u32 = u32::MAX;
 
-/// How many recent changes the recency log remembers. Digests take at
-/// most a page's worth of recently changed nodes (~125 lines), so older
+/// How many recent changes the recency log remembers. A digest gives
+/// recently changed nodes at most half its page (~60 lines), so older
 /// entries would never be read.
-const RECENT_CAP: usize = 512;
+const RECENT_CAP: usize = 128;
 
 /// The table: records in a dense slab, found by node key or by name
 /// through hash tables of slot numbers.
@@ -361,9 +361,18 @@ impl Members {
         s
     }
 
+    /// Logs a change. When the log is full, entries superseded by a later
+    /// change of the same node are dropped, then the oldest until a
+    /// quarter is free, so a node that changes often cannot crowd the
+    /// others out and readers skip few stale entries (amortised O(1)).
     fn note_change(&mut self, seq: u64, key: u64) {
-        if self.recency.len() == RECENT_CAP {
-            self.recency.pop_front();
+        if self.recency.len() >= RECENT_CAP {
+            let mut log = std::mem::take(&mut self.recency);
+            log.retain(|&(s, k)| self.get(k).is_some_and(|r| r.change_seq == s));
+            while log.len() > RECENT_CAP * 3 / 4 {
+                log.pop_front();
+            }
+            self.recency = log;
         }
         self.recency.push_back((seq, key));
     }

@@ -145,10 +145,12 @@ fn recency_lists_newest_changes_first_within_its_cap() {
         recent,
         vec![id(5, 1).key(), id(3, 1).key(), id(29, 1).key()]
     );
-    // Far more changes than the log holds: it stays capped.
+    // Far more changes of one node than the log holds: it stays capped,
+    // and the other nodes' recent changes are not crowded out.
     for _ in 0..RECENT_CAP * 3 {
         m.with_state(id(7, 1).key(), |s| s.set_local("k".into(), Bytes::new()));
     }
-    assert_eq!(m.recency.len(), RECENT_CAP);
-    assert_eq!(m.recent().collect::<Vec<_>>(), vec![id(7, 1).key()]);
+    assert!(m.recency.len() <= RECENT_CAP);
+    let recent: Vec<u64> = m.recent().take(3).collect();
+    assert_eq!(recent, vec![id(7, 1).key(), id(5, 1).key(), id(3, 1).key()]);
 }
