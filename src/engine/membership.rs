@@ -203,6 +203,11 @@ impl Members {
         // New members are alive, so they count in the fingerprint.
         self.fingerprint ^= mix(key, 0);
         let name_hash = self.hasher.hash_one(id.name.as_str());
+        if self.slots.len() == self.slots.capacity() {
+            // Grow by half rather than double: every engine holds a slab
+            // of N records, so the slack is paid N times over.
+            self.slots.reserve_exact((self.slots.len() / 2).max(4));
+        }
         self.slots.push(Known {
             id,
             key,

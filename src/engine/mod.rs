@@ -534,13 +534,17 @@ impl Engine {
     /// The next datagram to send, if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        release_if_drained(&mut self.transmits);
+        t
     }
 
     /// The next event for the application, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        release_if_drained(&mut self.events);
+        e
     }
 
     /// When [`handle_timeout`](Engine::handle_timeout) must next be called.
@@ -635,6 +639,16 @@ impl Engine {
                 }
             });
         }
+    }
+}
+
+/// Gives back the memory of a queue emptied after a burst (a join of
+/// thousands of members queues tens of thousands of events; the capacity
+/// would otherwise stay for the life of the engine).
+fn release_if_drained<T>(q: &mut VecDeque<T>) {
+    const KEEP: usize = 64;
+    if q.is_empty() && q.capacity() > 4 * KEEP {
+        q.shrink_to(KEEP);
     }
 }
 

@@ -124,6 +124,11 @@ impl Body {
         let at = self
             .list
             .partition_point(|s| s.entry.version < entry.version);
+        if self.list.len() == self.list.capacity() {
+            // Grow by half, from one: most states hold a handful of
+            // entries, and Vec's own first step would be four 80-byte slots.
+            self.list.reserve_exact((self.list.len() / 2).max(1));
+        }
         self.list.insert(at, Slot { key, entry });
         if self.index.is_none() && self.list.len() > INDEX_AT {
             self.index = Some(

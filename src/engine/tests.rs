@@ -897,3 +897,14 @@ fn a_compact_ping_from_an_unknown_key_is_still_answered() {
     e.handle_packet(now, addr(5), &ping(0));
     assert_eq!(e.metrics().drops.total(), 2);
 }
+
+#[test]
+fn drained_queues_give_their_memory_back() {
+    let mut net = Net::new(1, 1400);
+    add_synthetic_nodes(&mut net, 1000);
+    let e = &mut net.nodes[0];
+    assert!(e.events.len() >= 1000, "a join burst queues many events");
+    while e.poll_event().is_some() {}
+    assert!(e.events.capacity() <= 256, "{}", e.events.capacity());
+    assert!(e.transmits.capacity() <= 256, "{}", e.transmits.capacity());
+}
