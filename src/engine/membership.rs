@@ -124,6 +124,7 @@ impl Members {
 
     /// Makes room for `additional` more members at once (exactly, where a
     /// one-by-one growth would overshoot by up to 2x).
+    #[cfg(feature = "sim")]
     pub fn reserve(&mut self, additional: usize) {
         self.slots.reserve_exact(additional);
         self.peers.reserve_exact(additional);
