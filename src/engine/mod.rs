@@ -337,37 +337,39 @@ impl Engine {
                 return;
             }
         };
-        let Some(from_id) = packet.from.as_ref() else {
-            // Compact header: a peer in sync with us named itself by key.
-            if packet.from_key == self.members.me() {
-                self.metrics.drops.from_self += 1;
-                return;
-            }
-            let sender_key = self.members.get(packet.from_key).map(|k| k.key);
-            if let Some(Some((proto::MemberState::Dead, inc))) =
-                sender_key.map(|k| self.member_state(k))
-            {
-                if let Some(id) = self.members.get(packet.from_key).map(|k| k.id.clone()) {
-                    self.tell_dead(now, from, &id, inc);
-                }
-            }
-            for msg in packet.messages {
-                let Some(kind) = msg.kind else { continue };
-                self.metrics.received.count(&kind);
-                self.handle_message(now, from, sender_key, kind);
-            }
+        let sender_key = match packet.from.as_ref() {
+            Some(id) => self.full_sender(now, from, id),
+            None => self.compact_sender(now, from, packet.from_key),
+        };
+        let Ok(sender_key) = sender_key else {
             return;
         };
-        let Some(sender) = NodeId::from_proto(from_id) else {
+        for msg in packet.messages {
+            let Some(kind) = msg.kind else { continue };
+            self.metrics.received.count(&kind);
+            self.handle_message(now, from, sender_key, kind);
+        }
+    }
+
+    /// The sender of a packet that carries its full id: learnt (or
+    /// refused as an older generation: `Ok(None)`), announced on first
+    /// contact, told if we hold it for dead. `Err` drops the packet.
+    fn full_sender(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: &proto::NodeId,
+    ) -> Result<Option<u64>, ()> {
+        let Some(sender) = NodeId::from_proto(id) else {
             self.metrics
                 .drops
                 .count(&DecodeError::Invalid("bad sender"));
-            return;
+            return Err(());
         };
         if sender.name == self.me.name {
             // Our own name: a loop, a spoof, or our previous incarnation.
             self.metrics.drops.from_self += 1;
-            return;
+            return Err(());
         }
         let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
         let sender_key = self.learn(&sender, now);
@@ -386,11 +388,29 @@ impl Engine {
             }
             _ => {}
         }
-        for msg in packet.messages {
-            let Some(kind) = msg.kind else { continue };
-            self.metrics.received.count(&kind);
-            self.handle_message(now, from, sender_key, kind);
+        Ok(sender_key)
+    }
+
+    /// The sender of a packet with a compact header (a peer in sync with
+    /// us named itself by key): `Ok(None)` if we do not know the key.
+    fn compact_sender(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: u64,
+    ) -> Result<Option<u64>, ()> {
+        if key == self.members.me() {
+            self.metrics.drops.from_self += 1;
+            return Err(());
         }
+        let Some(k) = self.members.get(key) else {
+            return Ok(None);
+        };
+        if k.status == MemberStatus::Dead {
+            let (id, inc) = (k.id.clone(), k.incarnation);
+            self.tell_dead(now, from, &id, inc);
+        }
+        Ok(Some(key))
     }
 
     /// Runs the timers that are due: gossip rounds and tombstone collection.
