@@ -139,7 +139,7 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
         }
         Command::Metrics(tx) => {
             let _ = tx.send(NodeMetrics {
-                engine: engine.metrics().clone(),
+                engine: engine.metrics(),
                 members: engine.member_counts(),
                 send_errors,
                 recv_errors,
