@@ -253,10 +253,7 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        super::write_hex(f, &self.0)
     }
 }
 
@@ -295,10 +292,7 @@ impl KeyHint {
 
 impl fmt::Display for KeyHint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        super::write_hex(f, &self.0)
     }
 }
 

@@ -183,3 +183,9 @@ impl std::fmt::Display for DropReason {
         f.write_str(self.as_str())
     }
 }
+
+/// Writes `bytes` as lowercase hex (how key ids, hints and session ids
+/// are shown).
+fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+}
