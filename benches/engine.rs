@@ -80,6 +80,7 @@ fn populate(engine: &mut Engine, n: usize, now: Instant) {
             messages: vec![proto::Message {
                 kind: Some(proto::message::Kind::Ack(proto::Ack {
                     deltas: std::mem::take(deltas),
+                    push_id: 0,
                 })),
             }],
         };
@@ -282,6 +283,7 @@ fn packet_codec(c: &mut Criterion) {
                         },
                     ],
                 }],
+                push_id: 0,
             })),
         };
         if packer.push(m).is_err() {

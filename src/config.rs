@@ -71,11 +71,13 @@ pub struct Config {
     /// Members a pending rumor is pushed to each gossip round, besides the
     /// piggybacking on probes. Range 1..=16, default 3.
     pub gossip_nodes: usize,
-    /// Peers a fresh state change is pushed to at once (rumor mongering:
-    /// every node forwards each new version once), so updates do not wait
-    /// for the next gossip round at every hop; anti-entropy repairs what
-    /// pushes miss. Range 0..=16 (0 turns pushing off), default 4 (about
-    /// e⁻⁴ ≈ 2% of members miss a push and wait for anti-entropy).
+    /// Random peers a fresh state change is pushed to at once, besides the
+    /// node's children in the change's broadcast tree (every node forwards
+    /// each new version once, when it first learns it), so updates do not
+    /// wait for the next gossip round at every hop. Tree pushes are
+    /// acknowledged and retried; the random ones reach members whose view
+    /// of the tree differs; anti-entropy repairs whatever both miss.
+    /// Range 0..=16 (0 turns pushing off, tree included), default 4.
     pub push_fanout: usize,
     /// How long fresh changes are batched before they are pushed.
     /// Range 0..=1 s. Default 5 ms (LAN), 20 ms (WAN), 2 ms (local).

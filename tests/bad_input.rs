@@ -77,6 +77,7 @@ fn ack(node: &NodeId, from: u64, to: u64, entries: Vec<proto::KeyValue>) -> Kind
             last_gc_version: 0,
             entries,
         }],
+        push_id: 0,
     })
 }
 

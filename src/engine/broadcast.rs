@@ -35,7 +35,7 @@ impl Engine {
         self.remember_broadcast(self.me.name.clone(), id);
         self.swim
             .rumors
-            .push(Subject::Broadcast(self.me.name.clone(), id), msg);
+            .push(Subject::broadcast(&self.me.name, id), msg);
         Ok(id)
     }
 
@@ -61,7 +61,7 @@ impl Engine {
             origin: b.origin.clone(),
             payload: b.payload.clone(),
         });
-        let subject = Subject::Broadcast(b.origin.clone(), b.id);
+        let subject = Subject::broadcast(&b.origin, b.id);
         self.swim.rumors.push(
             subject,
             proto::Message {

@@ -18,7 +18,7 @@ use crate::wire::{Packer, field_len};
 /// Bytes of nesting around a message body: the packet's field for the
 /// message plus the message's oneof field, each a tag and a length of up
 /// to three bytes.
-const NESTING: usize = 8;
+pub(super) const NESTING: usize = 8;
 
 /// What one side has that the other lacks, after comparing a digest.
 struct Comparison {
@@ -42,7 +42,13 @@ impl Engine {
         match kind {
             Kind::Syn(syn) => self.on_syn(from, sender, syn),
             Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
-            Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas),
+            Kind::Ack(ack) => {
+                if ack.push_id != 0 {
+                    self.ack_push(from, sender, ack.push_id);
+                }
+                self.apply_deltas(now, &ack.deltas);
+            }
+            Kind::PushAck(a) => self.on_push_ack(now, from, a.push_id),
             Kind::Ping(p) => self.on_ping(from, sender, p),
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
             Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
@@ -130,69 +136,6 @@ impl Engine {
     pub(super) fn divergence_recent(&self, now: Instant) -> bool {
         let window = (self.config.gossip_interval * 10).max(self.config.probe_interval * 2);
         now.saturating_duration_since(self.last_divergence) < window
-    }
-
-    /// Remembers that node `key` advanced past `before`, to push the news
-    /// to a few peers after `push_delay` (batching what changes meanwhile).
-    pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
-        self.diverged();
-        if self.config.push_fanout == 0 || self.swim.leaving {
-            return;
-        }
-        self.fresh.entry(key).or_insert(before);
-        if self.push_at.is_none() {
-            self.push_at = Some(self.last_now + self.config.push_delay);
-        }
-    }
-
-    /// Pushes the fresh changes as deltas to `push_fanout` random peers.
-    /// Each node forwards each new version once (when it first learns it),
-    /// so a change floods the cluster in about log_fanout(N) hops; peers
-    /// that miss a push (or would have a gap) catch up by anti-entropy.
-    pub(super) fn push_fresh(&mut self) {
-        self.push_at = None;
-        let mut fresh: Vec<(u64, u64)> = self.fresh.drain().collect();
-        // Hash-map order is random per process: sort, so runs replay.
-        fresh.sort_unstable();
-        let fresh: Vec<(Line, bool)> = fresh
-            .into_iter()
-            .map(|(key, from)| {
-                (
-                    Line {
-                        key,
-                        version: from,
-                        // Never a reset: the peer is assumed current.
-                        gc: u64::MAX,
-                    },
-                    false,
-                )
-            })
-            .collect();
-        if fresh.is_empty() {
-            return;
-        }
-        let Ok(packer) = Packer::new(self.header(), self.budget) else {
-            return;
-        };
-        let room = packer.room().saturating_sub(NESTING);
-        let deltas = self.build_deltas(fresh, room);
-        if deltas.is_empty() {
-            return;
-        }
-        let peers = self
-            .members
-            .random_peers(&mut self.rng, self.config.push_fanout, None);
-        for key in peers {
-            let Some(addr) = self.members.get(key).map(|k| k.id.addr) else {
-                continue;
-            };
-            let msg = proto::Message {
-                kind: Some(Kind::Ack(proto::Ack {
-                    deltas: deltas.clone(),
-                })),
-            };
-            self.send_messages(addr, None, vec![msg], None);
-        }
     }
 
     /// Sends `msgs` (all of which must fit) in one packet to `to`, filling
@@ -305,7 +248,7 @@ impl Engine {
             let deltas = self.build_deltas(cmp.gives, room);
             if !deltas.is_empty() {
                 let msg = proto::Message {
-                    kind: Some(Kind::Ack(proto::Ack { deltas })),
+                    kind: Some(Kind::Ack(proto::Ack { deltas, push_id: 0 })),
                 };
                 self.push_and_send(&mut packer, msg);
                 self.flush(packer, from);
@@ -372,7 +315,11 @@ impl Engine {
 
     /// Deltas for `gives`, most out-of-date node first (scuttle-depth),
     /// within `room` encoded bytes.
-    fn build_deltas(&self, mut gives: Vec<(Line, bool)>, room: usize) -> Vec<proto::NodeDelta> {
+    pub(super) fn build_deltas(
+        &self,
+        mut gives: Vec<(Line, bool)>,
+        room: usize,
+    ) -> Vec<proto::NodeDelta> {
         // Introductions first (a node unknown to the peer is the most
         // out-of-date of all), then by how far behind the peer is.
         let lag = |(l, intro): &(Line, bool)| {

@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn announce_alive(&mut self, id: &NodeId) {
         let inc = self.members.get(id.key()).map_or(0, |k| k.incarnation);
         let msg = update(id, inc, MemberState::Alive, &self.me.name);
-        self.swim.rumors.push(Subject::Member(id.name.clone()), msg);
+        self.swim.rumors.push(Subject::member(&id.name), msg);
     }
 
     /// The incarnation at which `name` was removed, if it was.
@@ -118,7 +118,7 @@ impl Engine {
                 if let Some(s) = self.swim.suspicions.get_mut(&key) {
                     if s.confirm(&u.from) {
                         self.swim.rumors.push(
-                            Subject::Member(id.name.clone()),
+                            Subject::member(&id.name),
                             proto::Message {
                                 kind: Some(Kind::Member(u.clone())),
                             },
@@ -174,7 +174,7 @@ impl Engine {
             });
         }
         self.swim.rumors.push(
-            Subject::Member(id.name.clone()),
+            Subject::member(&id.name),
             proto::Message {
                 kind: Some(Kind::Member(u.clone())),
             },
@@ -194,9 +194,7 @@ impl Engine {
                     let inc = mine.max(incarnation);
                     self.members.set_status(me, MemberStatus::Left, inc);
                     let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
-                    self.swim
-                        .rumors
-                        .push(Subject::Member(self.me.name.clone()), msg);
+                    self.swim.rumors.push(Subject::member(&self.me.name), msg);
                     return;
                 }
                 if incarnation < mine {
@@ -204,9 +202,7 @@ impl Engine {
                     // still spreads it may have missed the refutation.
                     // Gossip our current incarnation again (no bump).
                     let msg = update(&self.me, mine, MemberState::Alive, &self.me.name);
-                    self.swim
-                        .rumors
-                        .push(Subject::Member(self.me.name.clone()), msg);
+                    self.swim.rumors.push(Subject::member(&self.me.name), msg);
                     return;
                 }
                 let inc = incarnation + 1;
@@ -215,9 +211,7 @@ impl Engine {
                 self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
                 tracing::debug!(incarnation = inc, "refuting suspicion");
                 let msg = update(&self.me, inc, MemberState::Alive, &self.me.name);
-                self.swim
-                    .rumors
-                    .push(Subject::Member(self.me.name.clone()), msg);
+                self.swim.rumors.push(Subject::member(&self.me.name), msg);
             }
             MemberState::Alive | MemberState::Left => {}
         }
@@ -236,7 +230,7 @@ impl Engine {
         let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
         self.swim
             .rumors
-            .push(Subject::Member(self.me.name.clone()), msg.clone());
+            .push(Subject::member(&self.me.name), msg.clone());
         let peers = self
             .members
             .random_peers(&mut self.rng, self.config.gossip_nodes.max(3), None);

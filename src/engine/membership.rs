@@ -63,11 +63,7 @@ pub(crate) struct Known {
     pub status: MemberStatus,
     /// The state fingerprint this member last reported to us (0: none yet).
     pub fingerprint: u64,
-    /// Position in `Members::peers`, or `NOT_PEER`.
-    peer_pos: u32,
 }
-
-const NOT_PEER: u32 = u32::MAX;
 
 /// How many recent changes the recency log remembers. A digest gives
 /// recently changed nodes at most half its page (~60 lines), so older
@@ -88,8 +84,10 @@ pub(crate) struct Members {
     /// record has changed again since are skipped when read.
     recency: VecDeque<(u64, u64)>,
     next_seq: u64,
-    /// Healthy peers (not us), for random choice.
+    /// Healthy peers (not us), for random choice and the broadcast tree;
+    /// sorted by key when `peers_sorted` (see [`Members::ring`]).
     peers: Vec<u64>,
+    peers_sorted: bool,
     fingerprint: u64,
     me: u64,
 }
@@ -217,7 +215,6 @@ impl Members {
             change_seq: seq,
             status: MemberStatus::Alive,
             fingerprint: 0,
-            peer_pos: NOT_PEER,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key.insert_unique(hasher.hash_one(key), slot, |&i| {
@@ -235,14 +232,16 @@ impl Members {
             }
         }
         if key != self.me {
-            self.add_peer(slot as usize);
+            self.add_peer(key);
         }
     }
 
     /// Removes a node and all its state.
     pub fn remove(&mut self, key: u64) -> Option<Known> {
         let slot = self.slot_of(key)?;
-        self.remove_peer(slot);
+        if self.slots[slot].status.is_healthy() {
+            self.remove_peer(key);
+        }
         let hasher = &self.hasher;
         let slots = &self.slots;
         let k = &slots[slot];
@@ -292,15 +291,16 @@ impl Members {
         };
         let k = &mut self.slots[slot];
         k.incarnation = incarnation;
-        if k.status.is_healthy() != status.is_healthy() {
-            self.fingerprint ^= mix(key, k.state.max_version());
-        }
+        let was = k.status.is_healthy();
         k.status = status;
-        if key != self.me {
-            if status.is_healthy() {
-                self.add_peer(slot);
-            } else {
-                self.remove_peer(slot);
+        if was != status.is_healthy() {
+            self.fingerprint ^= mix(key, k.state.max_version());
+            if key != self.me {
+                if was {
+                    self.remove_peer(key);
+                } else {
+                    self.add_peer(key);
+                }
             }
         }
     }
@@ -341,8 +341,9 @@ impl Members {
     pub fn random_peers(&self, rng: &mut StdRng, n: usize, except: Option<u64>) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
         let except_is_peer = except
+            .filter(|&e| e != self.me)
             .and_then(|e| self.get(e))
-            .is_some_and(|k| k.peer_pos != NOT_PEER);
+            .is_some_and(|k| k.status.is_healthy());
         let candidates = self.peers.len() - usize::from(except_is_peer);
         let want = n.min(candidates);
         let mut tries = 0;
@@ -383,27 +384,99 @@ impl Members {
         self.recency.push_back((seq, key));
     }
 
-    fn add_peer(&mut self, slot: usize) {
-        let k = &mut self.slots[slot];
-        if k.peer_pos != NOT_PEER {
-            return;
+    fn add_peer(&mut self, key: u64) {
+        if self.peers.last().is_some_and(|&last| last > key) {
+            self.peers_sorted = false;
         }
-        k.peer_pos = self.peers.len() as u32;
-        self.peers.push(k.key);
+        self.peers.push(key);
     }
 
-    fn remove_peer(&mut self, slot: usize) {
-        let k = &mut self.slots[slot];
-        let pos = std::mem::replace(&mut k.peer_pos, NOT_PEER);
-        if pos == NOT_PEER {
-            return;
+    fn remove_peer(&mut self, key: u64) {
+        let pos = if self.peers_sorted {
+            self.peers.binary_search(&key).ok()
+        } else {
+            self.peers.iter().position(|&p| p == key)
+        };
+        if let Some(pos) = pos {
+            // `remove`, not `swap_remove`: keeps a sorted list sorted.
+            self.peers.remove(pos);
         }
-        self.peers.swap_remove(pos as usize);
-        if let Some(&moved) = self.peers.get(pos as usize) {
-            if let Some(m) = self.slot_of(moved) {
-                self.slots[m].peer_pos = pos;
-            }
+    }
+
+    /// The healthy members (us included) in key order: the ring the
+    /// broadcast tree is laid over. Sorts the peer list if a change left
+    /// it unsorted (new members are appended; a bulk load sorts once).
+    pub fn ring(&mut self) -> Ring<'_> {
+        if !self.peers_sorted {
+            self.peers.sort_unstable();
+            self.peers_sorted = true;
         }
+        Ring {
+            peers: &self.peers,
+            me: self.me,
+            my_pos: self.peers.partition_point(|&p| p < self.me),
+        }
+    }
+}
+
+/// The healthy members in key order, us included (see [`Members::ring`]).
+pub(crate) struct Ring<'a> {
+    peers: &'a [u64],
+    me: u64,
+    my_pos: usize,
+}
+
+impl Ring<'_> {
+    pub fn len(&self) -> usize {
+        self.peers.len() + 1
+    }
+
+    /// Position of `key` in the ring; for a key not in it, the position it
+    /// would take.
+    pub fn position(&self, key: u64) -> usize {
+        if key == self.me {
+            return self.my_pos;
+        }
+        let p = self.peers.partition_point(|&k| k < key);
+        if key > self.me { p + 1 } else { p }
+    }
+
+    /// The member at `pos` (taken modulo the ring's length).
+    pub fn at(&self, pos: usize) -> u64 {
+        let pos = pos % self.len();
+        match pos.cmp(&self.my_pos) {
+            std::cmp::Ordering::Less => self.peers[pos],
+            std::cmp::Ordering::Equal => self.me,
+            std::cmp::Ordering::Greater => self.peers[pos - 1],
+        }
+    }
+
+    /// Our children in the broadcast tree of updates to `root`'s state: the
+    /// ring, rotated to start at `root`, read as a complete `fanout`-ary
+    /// tree in heap order (the node `r` places after the root has children
+    /// `r·fanout + 1 ..= r·fanout + fanout`). Every member that holds the
+    /// same ring computes the same tree, so a change reaches each healthy
+    /// member once, in about log_fanout(N) hops.
+    pub fn tree_children(&self, root: u64, fanout: usize) -> impl Iterator<Item = u64> + '_ {
+        self.children_of(self.me, root, fanout)
+    }
+
+    /// The children of `node` in the broadcast tree of `root` (see
+    /// [`Ring::tree_children`]), us excluded.
+    pub fn children_of(
+        &self,
+        node: u64,
+        root: u64,
+        fanout: usize,
+    ) -> impl Iterator<Item = u64> + '_ {
+        let n = self.len();
+        let base = self.position(root) % n;
+        let rel = (self.position(node) % n + n - base) % n;
+        let first = rel.saturating_mul(fanout).saturating_add(1);
+        (first..first.saturating_add(fanout))
+            .take_while(move |&c| c < n)
+            .map(move |c| self.at(base + c))
+            .filter(move |&k| k != self.me)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct KindCounts {
     pub member: u64,
     /// User broadcasts.
     pub broadcast: u64,
+    /// Acknowledgements of pushes along the broadcast tree.
+    pub push_ack: u64,
 }
 
 impl KindCounts {
@@ -83,6 +85,7 @@ impl KindCounts {
             Kind::PingNack(_) => &mut self.ping_nack,
             Kind::Member(_) => &mut self.member,
             Kind::Broadcast(_) => &mut self.broadcast,
+            Kind::PushAck(_) => &mut self.push_ack,
         };
         *c += 1;
     }
@@ -129,6 +132,12 @@ pub struct Metrics {
     pub members_removed: u64,
     /// Nodes told that we hold them for dead (so they can refute).
     pub dead_told: u64,
+    /// Pushes along the broadcast tree sent again for want of a PushAck.
+    pub pushes_retried: u64,
+    /// Pushes along the broadcast tree given up after every retry went
+    /// unanswered (the child is down, or the link is very lossy);
+    /// anti-entropy repairs what they carried.
+    pub pushes_unacked: u64,
     /// Membership rumors waiting to be piggybacked (a gauge, read when
     /// the snapshot is taken).
     pub member_rumors_queued: usize,

@@ -13,6 +13,7 @@ mod metrics;
 mod node_id;
 mod phi;
 mod probe;
+mod push;
 mod rumor;
 mod state;
 mod suspicion;
@@ -141,6 +142,8 @@ pub struct Engine {
     /// they were at before.
     fresh: HashMap<u64, u64>,
     push_at: Option<Instant>,
+    /// Tree pushes awaiting their acknowledgement.
+    pushes: push::Pushes,
     /// The latest `now` the engine was given (for `set`, which takes none).
     last_now: Instant,
     /// Last evidence that peers may disagree with us (see
@@ -222,6 +225,7 @@ impl Engine {
             swim: Swim::new(&config, now),
             fresh: HashMap::new(),
             push_at: None,
+            pushes: push::Pushes::default(),
             last_now: now,
             last_divergence: now,
             me,
@@ -417,7 +421,10 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         if self.push_at.is_some_and(|t| now >= t) {
-            self.push_fresh();
+            self.push_fresh(now);
+        }
+        if self.push_retry_due(now) {
+            self.retry_pushes(now);
         }
         self.swim_timeout(now);
         if now >= self.next_gossip {
@@ -574,7 +581,8 @@ impl Engine {
             .next_gossip
             .min(self.next_gc)
             .min(self.swim.next_deadline());
-        self.push_at.map_or(t, |p| t.min(p))
+        let t = self.push_at.map_or(t, |p| t.min(p));
+        self.pushes.next_due().map_or(t, |p| t.min(p))
     }
 
     // ----- internals -----------------------------------------------------

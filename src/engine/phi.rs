@@ -68,17 +68,43 @@ impl RttDetector {
     /// The probe timeout: where phi crosses the threshold, clamped to
     /// `[max / 10, max]`; `max` itself until enough samples exist.
     pub fn timeout(&self, max: Duration) -> Duration {
-        if self.samples.len() < MIN_SAMPLES {
+        let Some((mean, std)) = self.mean_std(MIN_SAMPLES) else {
             return max;
+        };
+        // A floor on the deviation: a perfectly steady link must not turn a
+        // tiny hiccup into a failure.
+        let std = std.max(0.000_5);
+        let t = Duration::from_secs_f64((mean + self.sigmas * std).min(max.as_secs_f64()));
+        t.clamp(max / 10, max)
+    }
+
+    /// Mean and deviation of the samples in seconds, the deviation at least
+    /// a quarter of the mean; `None` with fewer than `min` samples.
+    fn mean_std(&self, min: usize) -> Option<(f64, f64)> {
+        if self.samples.len() < min.max(1) {
+            return None;
         }
         let n = self.samples.len() as f64;
         let mean = self.samples.iter().sum::<f64>() / n;
         let var = self.samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
-        // A floor on the deviation: a perfectly steady link must not turn a
-        // tiny hiccup into a failure.
-        let std = var.sqrt().max(mean / 4.0).max(0.000_5);
-        let t = Duration::from_secs_f64((mean + self.sigmas * std).min(max.as_secs_f64()));
-        t.clamp(max / 10, max)
+        Some((mean, var.sqrt().max(mean / 4.0)))
+    }
+
+    /// How long to wait for the answer to a push before sending it again:
+    /// four deviations above the mean round trip (the deviation at least an
+    /// eighth of the mean, so at least 1.5 round trips), within
+    /// `[1 ms, max]`; `max` until
+    /// the first sample. A wrong early guess costs one needless resend,
+    /// so one sample is enough here, unlike for a failure verdict.
+    pub fn retry_after(&self, max: Duration) -> Duration {
+        let Some((mean, std)) = self.mean_std(1) else {
+            return max;
+        };
+        // Half the deviation floor of a failure verdict: a needless resend
+        // costs one datagram, a late one delays everyone downstream.
+        let std = std / 2.0;
+        let t = Duration::from_secs_f64((mean + 4.0 * std).min(max.as_secs_f64()));
+        t.clamp(Duration::from_millis(1).min(max), max)
     }
 }
 

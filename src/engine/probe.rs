@@ -262,7 +262,7 @@ impl Engine {
         let mut msgs = vec![ping(seq, &name, self.members.fingerprint())];
         // Buddy system: a suspect learns it is suspected from its prober.
         msgs.extend(buddy);
-        self.send_messages(addr, Some(target), msgs, Some(Subject::Member(name)));
+        self.send_messages(addr, Some(target), msgs, Some(Subject::member(&name)));
     }
 
     /// The next member in the shuffled round-robin order.

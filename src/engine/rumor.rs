@@ -9,11 +9,31 @@ use bytes::Bytes;
 use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
-/// the older one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// the older one. Names are held as their 64-bit hash (every node queues
+/// hundreds of rumors; a name string per rumor, twice, was most of their
+/// footprint). Two names colliding would only let one's rumor replace the
+/// other's, which anti-entropy and probing repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Subject {
-    Member(String),
-    Broadcast(String, u64),
+    /// A member, by name hash.
+    Member(u64),
+    /// A user broadcast: origin name hash, per-origin id.
+    Broadcast(u64, u64),
+}
+
+impl Subject {
+    pub fn member(name: &str) -> Subject {
+        Subject::Member(name_hash(name))
+    }
+
+    pub fn broadcast(origin: &str, id: u64) -> Subject {
+        Subject::Broadcast(name_hash(origin), id)
+    }
+}
+
+/// FNV-1a-64 of a member name.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    crate::wire::fnv1a64(&[name.as_bytes()])
 }
 
 /// A queued rumor, kept encoded: every node holds hundreds of them, and
@@ -50,7 +70,7 @@ impl Queue {
         let pos = (0, self.next_seq);
         self.next_seq += 1;
         let encoded = Bytes::from(prost::Message::encode_to_vec(&msg));
-        self.index.insert(subject.clone(), pos);
+        self.index.insert(subject, pos);
         self.order.insert(pos, Rumor { subject, encoded });
     }
 
@@ -68,7 +88,7 @@ impl Queue {
         let sent = pos.0 + 1;
         if sent < limit {
             let next = (sent, pos.1);
-            self.index.insert(r.subject.clone(), next);
+            self.index.insert(r.subject, next);
             self.order.insert(next, r);
         } else {
             self.index.remove(&r.subject);
@@ -172,14 +192,14 @@ mod tests {
     #[test]
     fn retransmits_up_to_the_limit_least_sent_first() {
         let mut r = Rumors::default();
-        r.push(Subject::Broadcast("a".into(), 1), bc(1));
+        r.push(Subject::broadcast("a", 1), bc(1));
         for _ in 0..3 {
             assert_eq!(r.take(3, None, 10_000).len(), 1);
         }
         assert!(r.is_empty());
-        r.push(Subject::Broadcast("a".into(), 2), bc(2));
+        r.push(Subject::broadcast("a", 2), bc(2));
         r.take(3, None, 10_000);
-        r.push(Subject::Broadcast("a".into(), 3), bc(3));
+        r.push(Subject::broadcast("a", 3), bc(3));
         // Only room for one: the least-sent rumor wins.
         let one = field_len(prost::Message::encoded_len(&bc(3)));
         let got = r.take(3, None, one);
@@ -189,14 +209,14 @@ mod tests {
     #[test]
     fn the_buddy_goes_first_and_a_full_queue_forgets_the_most_sent() {
         let mut r = Rumors::default();
-        r.push(Subject::Broadcast("a".into(), 1), bc(1));
-        r.push(Subject::Broadcast("a".into(), 2), bc(2));
+        r.push(Subject::broadcast("a", 1), bc(1));
+        r.push(Subject::broadcast("a", 2), bc(2));
         let one = field_len(prost::Message::encoded_len(&bc(2)));
-        let got = r.take(9, Some(&Subject::Broadcast("a".into(), 2)), one);
+        let got = r.take(9, Some(&Subject::broadcast("a", 2)), one);
         assert_eq!(got, vec![bc(2)]);
         let mut q = Queue::default();
         for i in 0..5 {
-            q.push(Subject::Broadcast("a".into(), i), bc(i), 3);
+            q.push(Subject::broadcast("a", i), bc(i), 3);
         }
         assert_eq!(q.order.len(), 3);
         assert_eq!(q.index.len(), 3);
@@ -205,9 +225,9 @@ mod tests {
     #[test]
     fn a_newer_rumor_replaces_the_older_about_the_same_subject() {
         let mut r = Rumors::default();
-        let s = Subject::Member("x".into());
-        r.push(s.clone(), bc(1));
-        r.push(s.clone(), bc(2));
+        let s = Subject::member("x");
+        r.push(s, bc(1));
+        r.push(s, bc(2));
         assert_eq!(r.take(5, None, 10_000), vec![bc(2)]);
     }
 }

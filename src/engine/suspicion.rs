@@ -6,8 +6,9 @@
 //! number expected. A lone, possibly mistaken suspector waits `max`; a
 //! crash seen by many is declared after `min`.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+use super::rumor::name_hash;
 
 #[derive(Debug)]
 pub(crate) struct Suspicion {
@@ -16,7 +17,9 @@ pub(crate) struct Suspicion {
     min: Duration,
     max: Duration,
     expected: u32,
-    confirmers: HashSet<String>,
+    /// Name hashes of the distinct suspectors, at most `expected + 1`
+    /// (every member under heavy loss holds hundreds of suspicions).
+    confirmers: Vec<u64>,
 }
 
 impl Suspicion {
@@ -28,24 +31,24 @@ impl Suspicion {
         max: Duration,
         expected: u32,
     ) -> Suspicion {
-        let mut confirmers = HashSet::new();
-        confirmers.insert(from.to_owned());
         Suspicion {
             incarnation,
             started,
             min,
             max: max.max(min),
             expected,
-            confirmers,
+            confirmers: vec![name_hash(from)],
         }
     }
 
     /// Records a suspector; true if it is a new, independent one.
     pub fn confirm(&mut self, from: &str) -> bool {
-        if self.confirmers.len() as u32 > self.expected {
+        let h = name_hash(from);
+        if self.confirmers.len() as u32 > self.expected || self.confirmers.contains(&h) {
             return false;
         }
-        self.confirmers.insert(from.to_owned())
+        self.confirmers.push(h);
+        true
     }
 
     /// When the suspect is to be declared dead.

@@ -496,7 +496,7 @@ fn delta_of(owner: &NodeId, keys: &[&str]) -> proto::NodeDelta {
 }
 
 fn ack(deltas: Vec<proto::NodeDelta>) -> Kind {
-    Kind::Ack(proto::Ack { deltas })
+    Kind::Ack(proto::Ack { deltas, push_id: 0 })
 }
 
 #[test]

@@ -154,7 +154,7 @@ fn validate(p: &proto::Packet, limits: &Limits) -> Result<(), DecodeError> {
                     return Err(DecodeError::Invalid("origin name too long"));
                 }
             }
-            Kind::Ping(_) | Kind::PingAck(_) | Kind::PingNack(_) => {}
+            Kind::Ping(_) | Kind::PingAck(_) | Kind::PingNack(_) | Kind::PushAck(_) => {}
         }
     }
     Ok(())

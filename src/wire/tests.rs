@@ -131,7 +131,9 @@ pub(crate) fn message() -> impl Strategy<Value = proto::Message> {
                 follow_up,
             })
         }),
-        deltas().prop_map(|deltas| Kind::Ack(proto::Ack { deltas })),
+        (deltas(), any::<u32>())
+            .prop_map(|(deltas, push_id)| Kind::Ack(proto::Ack { deltas, push_id })),
+        any::<u32>().prop_map(|push_id| Kind::PushAck(proto::PushAck { push_id })),
         (any::<u64>(), "\\PC{0,20}", any::<u64>()).prop_map(|(seq, target, fingerprint)| {
             Kind::Ping(proto::Ping {
                 seq,
@@ -265,7 +267,7 @@ fn delta(from: u64, to: u64, versions: &[u64]) -> proto::NodeDelta {
 }
 
 fn ack(deltas: Vec<proto::NodeDelta>) -> proto::Packet {
-    one(Kind::Ack(proto::Ack { deltas }))
+    one(Kind::Ack(proto::Ack { deltas, push_id: 0 }))
 }
 
 // ----- round trips and robustness -----------------------------------------

@@ -2,7 +2,7 @@
 //! status changes, state writes and removals must leave every index
 //! (by key, by name, peers, recency, fingerprint) agreeing with it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -87,7 +87,7 @@ proptest! {
         let mut m = Members::new(me.clone());
         let mut model = Model::new();
         model.insert(me.name.clone(), (me.key(), MemberStatus::Alive, 0));
-        for op in ops {
+        for (i, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Learn(n, g) => {
                     let new = id(n, g);
@@ -126,7 +126,73 @@ proptest! {
                 }
             }
             check(&m, &model);
+            // Sort now and then, so removals see both a sorted and an
+            // unsorted peer list.
+            if i % 3 == 0 {
+                check_ring(&mut m);
+            }
         }
+    }
+
+    #[test]
+    fn the_broadcast_tree_reaches_every_member_once_in_few_hops(
+        n in 1..70usize,
+        fanout in 1..6usize,
+        root in 0..70usize,
+    ) {
+        let ids: Vec<NodeId> = (0..n).map(|i| id(i as u8 + 1, 1)).collect();
+        let root = ids[root % n].key();
+        let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+        for me in &ids {
+            let mut m = Members::new(me.clone());
+            for other in ids.iter().filter(|o| o.name != me.name) {
+                m.insert(other.clone());
+            }
+            let kids: Vec<u64> = m.ring().tree_children(root, fanout).collect();
+            prop_assert!(kids.len() <= fanout);
+            children.insert(me.key(), kids);
+        }
+        // Walk the tree from the root: everyone once, within the height of
+        // a complete `fanout`-ary tree of n nodes.
+        let mut seen: HashSet<u64> = HashSet::from([root]);
+        let mut level = vec![root];
+        let mut depth = 0;
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for k in level {
+                for &c in &children[&k] {
+                    prop_assert!(seen.insert(c), "a member reached twice");
+                    next.push(c);
+                }
+            }
+            if !next.is_empty() {
+                depth += 1;
+            }
+            level = next;
+        }
+        prop_assert_eq!(seen.len(), n, "a member left out");
+        let (mut height, mut full) = (0, 1);
+        while full < n {
+            height += 1;
+            full += fanout.pow(height as u32);
+        }
+        prop_assert_eq!(depth, height);
+    }
+}
+
+/// The ring lists the healthy members, us included, each once, in order.
+fn check_ring(m: &mut Members) {
+    let mut healthy: Vec<u64> = m
+        .iter()
+        .filter(|k| k.status.is_healthy() || k.key == m.me())
+        .map(|k| k.key)
+        .collect();
+    healthy.sort_unstable();
+    let ring = m.ring();
+    let listed: Vec<u64> = (0..ring.len()).map(|i| ring.at(i)).collect();
+    assert_eq!(listed, healthy);
+    for (i, &k) in listed.iter().enumerate() {
+        assert_eq!(ring.position(k), i);
     }
 }
 

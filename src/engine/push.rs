@@ -1,0 +1,300 @@
+//! Pushing fresh changes: a node that learns a new version forwards it at
+//! once (batched over `push_delay`) instead of waiting for anti-entropy.
+//!
+//! Two paths carry a push:
+//! - the **broadcast tree**: the healthy members in key order, rotated to
+//!   start at the changed node, read as a complete [`TREE_FANOUT`]-ary
+//!   tree. Every member holding the same membership computes the same tree,
+//!   so each member is sent the change once, in about log₄ N hops, with no
+//!   one left out by chance. Tree pushes are acknowledged (`PushAck`) and
+//!   retried after a timeout drawn from the measured round-trip time, so a
+//!   lost datagram costs a few milliseconds, not a gossip round;
+//! - `push_fanout` **random peers**, unacknowledged: they cover members
+//!   whose view of the tree differs (a join or a death not yet known
+//!   everywhere) and give every member several chances.
+//!
+//! Whatever both miss, anti-entropy repairs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::digest::Line;
+use super::gossip::NESTING;
+use crate::wire::Packer;
+use crate::wire::proto::{self, message::Kind};
+
+/// Children per node in the broadcast tree.
+pub(super) const TREE_FANOUT: usize = 4;
+
+/// Sends of one tree push before it is given up (the first and retries):
+/// at 20% loss all five are lost once in 3,000 pushes.
+const PUSH_TRIES: u8 = 5;
+
+/// Unacknowledged tree pushes kept for retry; beyond this the oldest is
+/// given up (anti-entropy still repairs what it carried).
+const PENDING_CAP: usize = 1024;
+
+/// A tree push waiting for its `PushAck`.
+#[derive(Debug)]
+pub(super) struct PendingPush {
+    id: u32,
+    to: SocketAddr,
+    peer: u64,
+    /// The changed nodes whose tree this push follows.
+    roots: Vec<u64>,
+    deltas: Vec<proto::NodeDelta>,
+    tries: u8,
+    sent: Instant,
+    due: Instant,
+}
+
+/// The unacknowledged tree pushes of an engine.
+#[derive(Debug, Default)]
+pub(super) struct Pushes {
+    pending: Vec<PendingPush>,
+    next_id: u32,
+}
+
+impl Pushes {
+    /// When the next retry is due, if any push is pending.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+
+    fn id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+}
+
+impl Engine {
+    /// Remembers that node `key` advanced past `before`, to push the news
+    /// after `push_delay` (batching what changes meanwhile).
+    pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
+        self.diverged();
+        if self.config.push_fanout == 0 || self.swim.leaving {
+            return;
+        }
+        self.fresh.entry(key).or_insert(before);
+        if self.push_at.is_none() {
+            self.push_at = Some(self.last_now + self.config.push_delay);
+        }
+    }
+
+    /// Pushes the fresh changes as deltas to our children in each changed
+    /// node's broadcast tree (acknowledged) and to `push_fanout` random
+    /// peers (not). Each node forwards each new version once, when it first
+    /// learns it.
+    pub(super) fn push_fresh(&mut self, now: Instant) {
+        self.push_at = None;
+        let mut fresh: Vec<(u64, u64)> = self.fresh.drain().collect();
+        if fresh.is_empty() {
+            return;
+        }
+        // Hash-map order is random per process: sort, so runs replay.
+        fresh.sort_unstable();
+        // Who gets what: (peer, the fresh nodes whose tree has it as our
+        // child, whether it was also drawn at random). Tree pushes carry
+        // their roots' changes; random ones carry all.
+        let mut targets: Vec<(u64, Vec<usize>, bool)> = Vec::new();
+        {
+            let ring = self.members.ring();
+            for (i, &(key, _)) in fresh.iter().enumerate() {
+                for child in ring.tree_children(key, TREE_FANOUT) {
+                    match targets.iter_mut().find(|t| t.0 == child) {
+                        Some(t) => t.1.push(i),
+                        None => targets.push((child, vec![i], false)),
+                    }
+                }
+            }
+        }
+        let random = self
+            .members
+            .random_peers(&mut self.rng, self.config.push_fanout, None);
+        for peer in random {
+            match targets.iter_mut().find(|t| t.0 == peer) {
+                Some(t) => t.2 = true,
+                None => targets.push((peer, Vec::new(), true)),
+            }
+        }
+        let Ok(packer) = Packer::new(self.header(), self.budget) else {
+            return;
+        };
+        let room = packer.room().saturating_sub(NESTING);
+        let all: Vec<usize> = (0..fresh.len()).collect();
+        // Deltas per distinct set of fresh nodes (usually one set: all).
+        let mut built: Vec<(Vec<usize>, Vec<proto::NodeDelta>)> = Vec::new();
+        for (peer, tree, random) in targets {
+            let Some(to) = self.members.get(peer).map(|k| k.id.addr) else {
+                continue;
+            };
+            let which = if random { &all } else { &tree };
+            let deltas = match built.iter().find(|b| b.0 == *which) {
+                Some(b) => b.1.clone(),
+                None => {
+                    let lines = which
+                        .iter()
+                        .map(|&i| {
+                            let (key, from) = fresh[i];
+                            // Never a reset: the peer is assumed current.
+                            let line = Line {
+                                key,
+                                version: from,
+                                gc: u64::MAX,
+                            };
+                            (line, false)
+                        })
+                        .collect();
+                    let d = self.build_deltas(lines, room);
+                    built.push((which.clone(), d.clone()));
+                    d
+                }
+            };
+            if deltas.is_empty() {
+                continue;
+            }
+            let push_id = if tree.is_empty() {
+                0
+            } else {
+                let roots = tree.iter().map(|&i| fresh[i].0).collect();
+                self.track_push(now, to, peer, roots, deltas.clone())
+            };
+            self.send_push(to, push_id, deltas);
+        }
+    }
+
+    fn send_push(&mut self, to: SocketAddr, push_id: u32, deltas: Vec<proto::NodeDelta>) {
+        let msg = proto::Message {
+            kind: Some(Kind::Ack(proto::Ack { deltas, push_id })),
+        };
+        self.send_messages(to, None, vec![msg], None);
+    }
+
+    /// Remembers a tree push for retry; returns its id.
+    fn track_push(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        peer: u64,
+        roots: Vec<u64>,
+        deltas: Vec<proto::NodeDelta>,
+    ) -> u32 {
+        if self.pushes.pending.len() >= PENDING_CAP {
+            self.pushes.pending.remove(0);
+            self.metrics.pushes_unacked += 1;
+        }
+        let id = self.pushes.id();
+        self.pushes.pending.push(PendingPush {
+            id,
+            to,
+            peer,
+            roots,
+            deltas,
+            tries: 1,
+            sent: now,
+            due: now + self.push_retry_after(),
+        });
+        id
+    }
+
+    /// How long a tree push waits for its `PushAck` before it is sent
+    /// again: from the round-trip times measured on probes and pushes
+    /// (a tenth of `probe_timeout` until there are enough of them).
+    fn push_retry_after(&self) -> Duration {
+        self.swim.rtt.retry_after(self.config.probe_timeout / 10)
+    }
+
+    /// Answers a tree push.
+    pub(super) fn ack_push(&mut self, from: SocketAddr, sender: Option<u64>, push_id: u32) {
+        let msg = proto::Message {
+            kind: Some(Kind::PushAck(proto::PushAck { push_id })),
+        };
+        self.send_messages(from, sender, vec![msg], None);
+    }
+
+    /// A tree push arrived: stop retrying it. A first-try answer is also a
+    /// round-trip sample (a retried one is ambiguous, as in Karn's rule).
+    pub(super) fn on_push_ack(&mut self, now: Instant, from: SocketAddr, push_id: u32) {
+        let Some(i) = self
+            .pushes
+            .pending
+            .iter()
+            .position(|p| p.id == push_id && p.to == from)
+        else {
+            return;
+        };
+        let p = self.pushes.pending.swap_remove(i);
+        if p.tries == 1 {
+            self.swim.rtt.record(now.saturating_duration_since(p.sent));
+        }
+    }
+
+    /// Sends the overdue tree pushes again, backing off by doubling. A push
+    /// is given up after [`PUSH_TRIES`] sends, or once its peer is no longer
+    /// healthy; then its peer's children in the tree are sent the push
+    /// instead (a crashed member not yet declared dead must not cut its
+    /// subtree off).
+    pub(super) fn retry_pushes(&mut self, now: Instant) {
+        let wait = self.push_retry_after();
+        let mut given_up = Vec::new();
+        let mut i = 0;
+        while i < self.pushes.pending.len() {
+            let p = &self.pushes.pending[i];
+            if now < p.due {
+                i += 1;
+                continue;
+            }
+            let healthy = self
+                .members
+                .get(p.peer)
+                .is_some_and(|k| k.status.is_healthy());
+            if p.tries >= PUSH_TRIES || !healthy {
+                given_up.push(self.pushes.pending.swap_remove(i));
+                self.metrics.pushes_unacked += 1;
+                continue;
+            }
+            let p = &mut self.pushes.pending[i];
+            p.tries += 1;
+            p.due = now + wait * (1 << (p.tries - 1));
+            let (to, id, deltas) = (p.to, p.id, p.deltas.clone());
+            self.metrics.pushes_retried += 1;
+            self.send_push(to, id, deltas);
+            i += 1;
+        }
+        for p in given_up {
+            self.adopt_children(now, p);
+        }
+    }
+
+    /// Sends a given-up push to its peer's children in each of its trees.
+    fn adopt_children(&mut self, now: Instant, p: PendingPush) {
+        let mut orphans: Vec<(u64, Vec<u64>)> = Vec::new();
+        {
+            let ring = self.members.ring();
+            for &root in &p.roots {
+                for child in ring.children_of(p.peer, root, TREE_FANOUT) {
+                    match orphans.iter_mut().find(|o| o.0 == child) {
+                        Some(o) => o.1.push(root),
+                        None => orphans.push((child, vec![root])),
+                    }
+                }
+            }
+        }
+        for (peer, roots) in orphans {
+            let Some(to) = self.members.get(peer).map(|k| k.id.addr) else {
+                continue;
+            };
+            let id = self.track_push(now, to, peer, roots, p.deltas.clone());
+            self.send_push(to, id, p.deltas.clone());
+        }
+    }
+
+    /// Whether a tree push retry is due.
+    pub(super) fn push_retry_due(&self, now: Instant) -> bool {
+        self.pushes.next_due().is_some_and(|t| now >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! Tree pushes, driven by hand on an explicit clock: acknowledged,
+//! retried while the acknowledgement is missing, given up after
+//! [`PUSH_TRIES`] sends.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+
+use super::*;
+use crate::Config;
+use crate::engine::{NodeId, Transmit};
+
+/// Probes too rare to matter: no round-trip samples, so a retry waits a
+/// tenth of `probe_timeout` (3 s).
+fn config() -> Config {
+    Config {
+        probe_interval: Duration::from_secs(60),
+        probe_timeout: Duration::from_secs(30),
+        ..Config::local()
+    }
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7946)
+}
+
+/// Two engines that know each other, and the clock.
+fn pair() -> (Engine, Engine, Instant) {
+    let mut now = Instant::now();
+    let mut a = Engine::new(config(), NodeId::new("a", 1, addr(1)), 1400, 1, now).unwrap();
+    let mut b = Engine::new(config(), NodeId::new("b", 1, addr(2)), 1400, 2, now).unwrap();
+    b.add_seeds([addr(1)]);
+    for _ in 0..100 {
+        now += Duration::from_millis(50);
+        for e in [&mut a, &mut b] {
+            if e.poll_timeout() <= now {
+                e.handle_timeout(now);
+            }
+        }
+        shuttle(&mut a, &mut b, now);
+        if a.member_count() == 2 && b.member_count() == 2 {
+            // Let the exchange that introduced them finish.
+            now += Duration::from_secs(1);
+            shuttle(&mut a, &mut b, now);
+            return (a, b, now);
+        }
+    }
+    panic!("the two engines never met");
+}
+
+/// Delivers every pending datagram both ways until both are quiet.
+fn shuttle(a: &mut Engine, b: &mut Engine, now: Instant) {
+    loop {
+        let from_a: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        let from_b: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        if from_a.is_empty() && from_b.is_empty() {
+            return;
+        }
+        for t in from_a {
+            b.handle_packet(now, addr(1), &t.payload);
+        }
+        for t in from_b {
+            a.handle_packet(now, addr(2), &t.payload);
+        }
+    }
+}
+
+/// Push ids of the tree pushes (acks asking for an answer) in `ts`.
+fn push_ids(ts: &[Transmit]) -> Vec<u32> {
+    messages(ts)
+        .filter_map(|k| match k {
+            Kind::Ack(a) if a.push_id != 0 => Some(a.push_id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn messages(ts: &[Transmit]) -> impl Iterator<Item = Kind> + '_ {
+    ts.iter().flat_map(|t| {
+        proto::Packet::decode(t.payload.clone())
+            .expect("engines send valid packets")
+            .messages
+            .into_iter()
+            .filter_map(|m| m.kind)
+    })
+}
+
+fn drain(e: &mut Engine) -> Vec<Transmit> {
+    std::iter::from_fn(|| e.poll_transmit()).collect()
+}
+
+#[test]
+fn a_lost_tree_push_is_sent_again_until_it_is_acknowledged() {
+    let (mut a, mut b, mut now) = pair();
+    a.set("k", "v").unwrap();
+    now += a.config.push_delay;
+    a.handle_timeout(now);
+    let first = drain(&mut a);
+    let ids = push_ids(&first);
+    assert_eq!(ids.len(), 1, "one tree push, to b: {first:?}");
+    // Lost, with everything else a sends. The retry comes within the
+    // fallback wait of 3 s.
+    let deadline = now + Duration::from_secs(3);
+    let again = loop {
+        now = a.poll_timeout().max(now + Duration::from_millis(1));
+        assert!(now <= deadline, "no retry within 3 s");
+        a.handle_timeout(now);
+        let sent = drain(&mut a);
+        if !push_ids(&sent).is_empty() {
+            break sent;
+        }
+    };
+    assert_eq!(push_ids(&again), ids, "the same push, same id");
+    assert_eq!(a.metrics().pushes_retried, 1);
+    // Delivered this time: b applies it and answers with a PushAck.
+    for t in &again {
+        b.handle_packet(now, addr(1), &t.payload);
+    }
+    assert_eq!(b.get("a", "k").as_deref(), Some(&b"v"[..]));
+    let answer = drain(&mut b);
+    let acked: Vec<u32> = messages(&answer)
+        .filter_map(|k| match k {
+            Kind::PushAck(p) => Some(p.push_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, ids);
+    for t in &answer {
+        a.handle_packet(now, addr(2), &t.payload);
+    }
+    // Nothing more to retry, however long we wait.
+    for _ in 0..100 {
+        now += Duration::from_millis(100);
+        a.handle_timeout(now);
+        assert!(push_ids(&drain(&mut a)).is_empty());
+    }
+    let m = a.metrics();
+    assert_eq!((m.pushes_retried, m.pushes_unacked), (1, 0));
+}
+
+#[test]
+fn a_push_never_acknowledged_is_given_up_after_its_tries() {
+    let (mut a, _b, mut now) = pair();
+    a.set("k", "v").unwrap();
+    now += a.config.push_delay;
+    let mut sent = Vec::new();
+    // Everything a sends is lost, for two minutes (the tries go out at 0,
+    // 3, 9, 21 and 45 s; the last is given up at 93 s; b is not suspected
+    // before its first probe times out, at 60 s or later).
+    let end = now + Duration::from_secs(120);
+    while now < end {
+        a.handle_timeout(now);
+        sent.extend(push_ids(&drain(&mut a)));
+        now = a
+            .poll_timeout()
+            .max(now + Duration::from_millis(1))
+            .min(end);
+    }
+    assert_eq!(sent.len(), usize::from(PUSH_TRIES));
+    assert!(sent.iter().all(|&id| id == sent[0]));
+    let m = a.metrics();
+    assert_eq!(m.pushes_retried, u64::from(PUSH_TRIES) - 1);
+    assert_eq!(m.pushes_unacked, 1);
+}
+
+#[test]
+fn the_children_of_a_silent_tree_child_are_adopted() {
+    // Six engines that all know each other.
+    let mut now = Instant::now();
+    let mut nodes: Vec<Engine> = (0..6u8)
+        .map(|i| {
+            let id = NodeId::new(format!("n{i}"), 1, addr(i + 1));
+            let mut e = Engine::new(config(), id, 1400, u64::from(i), now).unwrap();
+            if i > 0 {
+                e.add_seeds([addr(1)]);
+            }
+            e
+        })
+        .collect();
+    let index = |to: SocketAddr| {
+        usize::from(
+            to.ip()
+                .to_string()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse::<u8>()
+                .unwrap()
+                - 1,
+        )
+    };
+    // Delivers everything, except to and from `down`; returns what was sent.
+    let route = |nodes: &mut Vec<Engine>, now: Instant, down: Option<usize>| {
+        let mut log = Vec::new();
+        loop {
+            let mut sent = Vec::new();
+            for (i, e) in nodes.iter_mut().enumerate() {
+                sent.extend(std::iter::from_fn(|| e.poll_transmit()).map(|t| (i, t)));
+            }
+            if sent.is_empty() {
+                return log;
+            }
+            for (i, t) in sent {
+                let j = index(t.to);
+                if Some(i) != down && Some(j) != down {
+                    nodes[j].handle_packet(now, addr(i as u8 + 1), &t.payload);
+                }
+                log.push((i, t));
+            }
+        }
+    };
+    for _ in 0..200 {
+        now += Duration::from_millis(50);
+        for e in nodes.iter_mut() {
+            if e.poll_timeout() <= now {
+                e.handle_timeout(now);
+            }
+        }
+        route(&mut nodes, now, None);
+    }
+    assert!(nodes.iter().all(|e| e.member_count() == 6));
+    // The tree of n0's changes: the ring in key order, from n0.
+    let mut ring: Vec<(u64, usize)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.local_id().key(), i))
+        .collect();
+    ring.sort_unstable();
+    let root = ring.iter().position(|&(_, i)| i == 0).unwrap();
+    let at = |rel: usize| ring[(root + rel) % 6].1;
+    let (child, grandchild) = (at(1), at(5));
+    // The child is down; n0 writes.
+    nodes[0].set("k", "v").unwrap();
+    let mut adopted = false;
+    let end = now + Duration::from_secs(120);
+    while now < end && !adopted {
+        now = nodes
+            .iter()
+            .map(Engine::poll_timeout)
+            .min()
+            .unwrap()
+            .max(now + Duration::from_millis(1));
+        for e in nodes.iter_mut() {
+            if e.poll_timeout() <= now {
+                e.handle_timeout(now);
+            }
+        }
+        let log = route(&mut nodes, now, Some(child));
+        adopted = log.iter().any(|(i, t)| {
+            *i == 0 && index(t.to) == grandchild && !push_ids(std::slice::from_ref(t)).is_empty()
+        });
+    }
+    assert!(
+        adopted,
+        "n0 never sent a tree push to its silent child's child"
+    );
+    assert_eq!(nodes[0].metrics().pushes_unacked, 1);
+}
