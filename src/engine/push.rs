@@ -194,6 +194,7 @@ impl Engine {
             tries: 1,
             sent: now,
             due: now + self.push_retry_after(),
+            // (The second wait equals the first: see `retry_pushes`.)
         });
         id
     }
@@ -230,7 +231,10 @@ impl Engine {
         }
     }
 
-    /// Sends the overdue tree pushes again, backing off by doubling. A push
+    /// Sends the overdue tree pushes again. The waits after the sends are
+    /// 1, 1, 2, 4 and 8 times the retry wait: random loss is best met by
+    /// retrying soon, a peer that stays silent (paused, overloaded) by
+    /// backing off. A push
     /// is given up after [`PUSH_TRIES`] sends, or once its peer is no longer
     /// healthy; then its peer's children in the tree are sent the push
     /// instead (a crashed member not yet declared dead must not cut its
@@ -256,7 +260,7 @@ impl Engine {
             }
             let p = &mut self.pushes.pending[i];
             p.tries += 1;
-            p.due = now + wait * (1 << (p.tries - 1));
+            p.due = now + wait * (1 << (p.tries - 1)) / 2;
             let (to, id, deltas) = (p.to, p.id, p.deltas.clone());
             self.metrics.pushes_retried += 1;
             self.send_push(to, id, deltas);

@@ -146,7 +146,7 @@ fn a_push_never_acknowledged_is_given_up_after_its_tries() {
     now += a.config.push_delay;
     let mut sent = Vec::new();
     // Everything a sends is lost, for two minutes (the tries go out at 0,
-    // 3, 9, 21 and 45 s; the last is given up at 93 s; b is not suspected
+    // 3, 6, 12 and 24 s; the last is given up at 48 s; b is not suspected
     // before its first probe times out, at 60 s or later).
     let end = now + Duration::from_secs(120);
     while now < end {
