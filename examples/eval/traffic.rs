@@ -37,7 +37,7 @@ fn probe_messages(c: &Cluster) -> u64 {
 }
 
 /// Message kinds, in the order [`sent_by_kind`] counts them.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "syn",
     "syn_ack",
     "ack",
@@ -47,11 +47,12 @@ const KINDS: [&str; 9] = [
     "ping_nack",
     "member",
     "broadcast",
+    "push_ack",
 ];
 
 /// Messages sent by all engines, by kind (see [`KINDS`]), summed.
-fn sent_by_kind(c: &Cluster) -> [u64; 9] {
-    let mut t = [0u64; 9];
+fn sent_by_kind(c: &Cluster) -> [u64; 10] {
+    let mut t = [0u64; 10];
     for e in (0..c.n).filter_map(|i| c.sim.engine(i)) {
         let s = &e.metrics().sent;
         let k = [
@@ -64,6 +65,7 @@ fn sent_by_kind(c: &Cluster) -> [u64; 9] {
             s.ping_nack,
             s.member,
             s.broadcast,
+            s.push_ack,
         ];
         for (t, k) in t.iter_mut().zip(k) {
             *t += k;
@@ -78,7 +80,7 @@ struct Window {
     bytes: u64,
     probe_msgs: u64,
     /// Messages sent, by kind (see [`KINDS`]).
-    kinds: [u64; 9],
+    kinds: [u64; 10],
     secs: f64,
 }
 

@@ -48,7 +48,7 @@ impl Engine {
                 }
                 self.apply_deltas(now, &ack.deltas);
             }
-            Kind::PushAck(a) => self.on_push_ack(now, from, a.push_id),
+            Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
             Kind::Ping(p) => self.on_ping(from, sender, p),
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
             Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),

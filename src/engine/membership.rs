@@ -408,7 +408,9 @@ impl Members {
     /// it unsorted (new members are appended; a bulk load sorts once).
     pub fn ring(&mut self) -> Ring<'_> {
         if !self.peers_sorted {
-            self.peers.sort_unstable();
+            // The stable sort finds runs: a sorted list with a few members
+            // appended is merged in linear time.
+            self.peers.sort();
             self.peers_sorted = true;
         }
         Ring {

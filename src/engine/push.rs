@@ -27,9 +27,13 @@ use crate::wire::proto::{self, message::Kind};
 /// Children per node in the broadcast tree.
 pub(super) const TREE_FANOUT: usize = 4;
 
-/// Sends of one tree push before it is given up (the first and retries):
-/// at 20% loss all five are lost once in 3,000 pushes.
-const PUSH_TRIES: u8 = 5;
+/// Sends of one tree push before it is given up (the first and retries).
+const PUSH_TRIES: u8 = 8;
+
+/// Sends after which a silent child's own children are sent the push too
+/// (at 20% loss all five are lost once in 3,000 pushes; a child that
+/// silent is more likely down).
+const ADOPT_AFTER: u8 = 5;
 
 /// Unacknowledged tree pushes kept for retry; beyond this the oldest is
 /// given up (anti-entropy still repairs what it carried).
@@ -45,6 +49,8 @@ pub(super) struct PendingPush {
     roots: Vec<u64>,
     deltas: Vec<proto::NodeDelta>,
     tries: u8,
+    /// Whether the peer's children were sent the push already.
+    adopted: bool,
     sent: Instant,
     due: Instant,
 }
@@ -192,6 +198,7 @@ impl Engine {
             roots,
             deltas,
             tries: 1,
+            adopted: false,
             sent: now,
             due: now + self.push_retry_after(),
             // (The second wait equals the first: see `retry_pushes`.)
@@ -216,13 +223,11 @@ impl Engine {
 
     /// A tree push arrived: stop retrying it. A first-try answer is also a
     /// round-trip sample (a retried one is ambiguous, as in Karn's rule).
-    pub(super) fn on_push_ack(&mut self, now: Instant, from: SocketAddr, push_id: u32) {
-        let Some(i) = self
-            .pushes
-            .pending
-            .iter()
-            .position(|p| p.id == push_id && p.to == from)
-        else {
+    /// Matched by id alone, as probe acks are by sequence number: a
+    /// multi-homed peer may answer from another address than the one we
+    /// sent to.
+    pub(super) fn on_push_ack(&mut self, now: Instant, push_id: u32) {
+        let Some(i) = self.pushes.pending.iter().position(|p| p.id == push_id) else {
             return;
         };
         let p = self.pushes.pending.swap_remove(i);
@@ -232,19 +237,18 @@ impl Engine {
     }
 
     /// Sends the overdue tree pushes again. The waits after the sends are
-    /// 1, 1, 2, 4 and 8 times the retry wait: random loss is best met by
+    /// 1, 1, 2, 4, 8, ... times the retry wait: random loss is best met by
     /// retrying soon, a peer that stays silent (paused, overloaded) by
-    /// backing off. A push
-    /// is given up after [`PUSH_TRIES`] sends, or once its peer is no longer
-    /// healthy; then its peer's children in the tree are sent the push
-    /// instead (a crashed member not yet declared dead must not cut its
-    /// subtree off).
+    /// backing off. After [`ADOPT_AFTER`] silent sends the peer's children
+    /// in the tree are sent the push as well (a crashed member not yet
+    /// declared dead must not cut its subtree off); after [`PUSH_TRIES`],
+    /// or once the peer is no longer healthy, the push is given up.
     pub(super) fn retry_pushes(&mut self, now: Instant) {
         let wait = self.push_retry_after();
-        let mut given_up = Vec::new();
+        let mut orphaned = Vec::new();
         let mut i = 0;
         while i < self.pushes.pending.len() {
-            let p = &self.pushes.pending[i];
+            let p = &mut self.pushes.pending[i];
             if now < p.due {
                 i += 1;
                 continue;
@@ -253,12 +257,16 @@ impl Engine {
                 .members
                 .get(p.peer)
                 .is_some_and(|k| k.status.is_healthy());
-            if p.tries >= PUSH_TRIES || !healthy {
-                given_up.push(self.pushes.pending.swap_remove(i));
+            let give_up = p.tries >= PUSH_TRIES || !healthy;
+            if (give_up || p.tries >= ADOPT_AFTER) && !p.adopted {
+                p.adopted = true;
+                orphaned.push((p.peer, p.roots.clone(), p.deltas.clone()));
+            }
+            if give_up {
+                self.pushes.pending.swap_remove(i);
                 self.metrics.pushes_unacked += 1;
                 continue;
             }
-            let p = &mut self.pushes.pending[i];
             p.tries += 1;
             p.due = now + wait * (1 << (p.tries - 1)) / 2;
             let (to, id, deltas) = (p.to, p.id, p.deltas.clone());
@@ -266,18 +274,25 @@ impl Engine {
             self.send_push(to, id, deltas);
             i += 1;
         }
-        for p in given_up {
-            self.adopt_children(now, p);
+        for (peer, roots, deltas) in orphaned {
+            self.adopt_children(now, peer, &roots, &deltas);
         }
     }
 
-    /// Sends a given-up push to its peer's children in each of its trees.
-    fn adopt_children(&mut self, now: Instant, p: PendingPush) {
+    /// Sends a push `peer` has not acknowledged to its children in each
+    /// of the trees of `roots`.
+    fn adopt_children(
+        &mut self,
+        now: Instant,
+        peer: u64,
+        roots: &[u64],
+        deltas: &[proto::NodeDelta],
+    ) {
         let mut orphans: Vec<(u64, Vec<u64>)> = Vec::new();
         {
             let ring = self.members.ring();
-            for &root in &p.roots {
-                for child in ring.children_of(p.peer, root, TREE_FANOUT) {
+            for &root in roots {
+                for child in ring.children_of(peer, root, TREE_FANOUT) {
                     match orphans.iter_mut().find(|o| o.0 == child) {
                         Some(o) => o.1.push(root),
                         None => orphans.push((child, vec![root])),
@@ -285,12 +300,12 @@ impl Engine {
                 }
             }
         }
-        for (peer, roots) in orphans {
-            let Some(to) = self.members.get(peer).map(|k| k.id.addr) else {
+        for (child, roots) in orphans {
+            let Some(to) = self.members.get(child).map(|k| k.id.addr) else {
                 continue;
             };
-            let id = self.track_push(now, to, peer, roots, p.deltas.clone());
-            self.send_push(to, id, p.deltas.clone());
+            let id = self.track_push(now, to, child, roots, deltas.to_vec());
+            self.send_push(to, id, deltas.to_vec());
         }
     }
 
