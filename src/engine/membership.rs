@@ -453,18 +453,13 @@ impl Ring<'_> {
         }
     }
 
-    /// Our children in the broadcast tree of updates to `root`'s state: the
-    /// ring, rotated to start at `root`, read as a complete `fanout`-ary
-    /// tree in heap order (the node `r` places after the root has children
-    /// `r·fanout + 1 ..= r·fanout + fanout`). Every member that holds the
-    /// same ring computes the same tree, so a change reaches each healthy
-    /// member once, in about log_fanout(N) hops.
-    pub fn tree_children(&self, root: u64, fanout: usize) -> impl Iterator<Item = u64> + '_ {
-        self.children_of(self.me, root, fanout)
-    }
-
-    /// The children of `node` in the broadcast tree of `root` (see
-    /// [`Ring::tree_children`]), us excluded.
+    /// The children of `node` in the broadcast tree of updates to
+    /// `root`'s state, us excluded: the ring, rotated to start at `root`,
+    /// read as a complete `fanout`-ary tree in heap order (the node `r`
+    /// places after the root has children `r·fanout + 1 ..= r·fanout +
+    /// fanout`). Every member that holds the same ring computes the same
+    /// tree, so a change reaches each healthy member once, in about
+    /// log_fanout(N) hops.
     pub fn children_of(
         &self,
         node: u64,

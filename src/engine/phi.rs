@@ -91,19 +91,16 @@ impl RttDetector {
     }
 
     /// How long to wait for the answer to a push before sending it again:
-    /// four deviations above the mean round trip (the deviation at least an
-    /// eighth of the mean, so at least 1.5 round trips), within
-    /// `[1 ms, max]`; `max` until
-    /// the first sample. A wrong early guess costs one needless resend,
-    /// so one sample is enough here, unlike for a failure verdict.
+    /// two deviations above the mean round trip (the deviation at least a
+    /// quarter of the mean, so at least 1.5 round trips), within
+    /// `[1 ms, max]`; `max` until the first sample. Tighter than a probe
+    /// timeout, and one sample is enough: a needless resend costs one
+    /// datagram, a late one delays everyone downstream.
     pub fn retry_after(&self, max: Duration) -> Duration {
         let Some((mean, std)) = self.mean_std(1) else {
             return max;
         };
-        // Half the deviation floor of a failure verdict: a needless resend
-        // costs one datagram, a late one delays everyone downstream.
-        let std = std / 2.0;
-        let t = Duration::from_secs_f64((mean + 4.0 * std).min(max.as_secs_f64()));
+        let t = Duration::from_secs_f64((mean + 2.0 * std).min(max.as_secs_f64()));
         t.clamp(Duration::from_millis(1).min(max), max)
     }
 }

@@ -103,18 +103,13 @@ impl Engine {
         // Who gets what: (peer, the fresh nodes whose tree has it as our
         // child, whether it was also drawn at random). Tree pushes carry
         // their roots' changes; random ones carry all.
-        let mut targets: Vec<(u64, Vec<usize>, bool)> = Vec::new();
-        {
-            let ring = self.members.ring();
-            for (i, &(key, _)) in fresh.iter().enumerate() {
-                for child in ring.tree_children(key, TREE_FANOUT) {
-                    match targets.iter_mut().find(|t| t.0 == child) {
-                        Some(t) => t.1.push(i),
-                        None => targets.push((child, vec![i], false)),
-                    }
-                }
-            }
-        }
+        let me = self.members.me();
+        let roots = fresh.iter().enumerate().map(|(i, &(key, _))| (i, key));
+        let mut targets: Vec<(u64, Vec<usize>, bool)> = self
+            .children_in_trees(me, roots)
+            .into_iter()
+            .map(|(child, tree)| (child, tree, false))
+            .collect();
         let random = self
             .members
             .random_peers(&mut self.rng, self.config.push_fanout, None);
@@ -201,7 +196,6 @@ impl Engine {
             adopted: false,
             sent: now,
             due: now + self.push_retry_after(),
-            // (The second wait equals the first: see `retry_pushes`.)
         });
         id
     }
@@ -288,18 +282,7 @@ impl Engine {
         roots: &[u64],
         deltas: &[proto::NodeDelta],
     ) {
-        let mut orphans: Vec<(u64, Vec<u64>)> = Vec::new();
-        {
-            let ring = self.members.ring();
-            for &root in roots {
-                for child in ring.children_of(peer, root, TREE_FANOUT) {
-                    match orphans.iter_mut().find(|o| o.0 == child) {
-                        Some(o) => o.1.push(root),
-                        None => orphans.push((child, vec![root])),
-                    }
-                }
-            }
-        }
+        let orphans = self.children_in_trees(peer, roots.iter().map(|&r| (r, r)));
         for (child, roots) in orphans {
             let Some(to) = self.members.get(child).map(|k| k.id.addr) else {
                 continue;
@@ -307,6 +290,27 @@ impl Engine {
             let id = self.track_push(now, to, child, roots, deltas.to_vec());
             self.send_push(to, id, deltas.to_vec());
         }
+    }
+
+    /// The children of `node` in the broadcast trees of the given roots
+    /// (`(tag, root key)` pairs), us excluded: each child once, with the
+    /// tags of the roots whose tree gives it to `node`.
+    fn children_in_trees<T: Copy>(
+        &mut self,
+        node: u64,
+        roots: impl IntoIterator<Item = (T, u64)>,
+    ) -> Vec<(u64, Vec<T>)> {
+        let ring = self.members.ring();
+        let mut out: Vec<(u64, Vec<T>)> = Vec::new();
+        for (tag, root) in roots {
+            for child in ring.children_of(node, root, TREE_FANOUT) {
+                match out.iter_mut().find(|o| o.0 == child) {
+                    Some(o) => o.1.push(tag),
+                    None => out.push((child, vec![tag])),
+                }
+            }
+        }
+        out
     }
 
     /// Whether a tree push retry is due.

@@ -148,7 +148,7 @@ proptest! {
             for other in ids.iter().filter(|o| o.name != me.name) {
                 m.insert(other.clone());
             }
-            let kids: Vec<u64> = m.ring().tree_children(root, fanout).collect();
+            let kids: Vec<u64> = m.ring().children_of(me.key(), root, fanout).collect();
             prop_assert!(kids.len() <= fanout);
             children.insert(me.key(), kids);
         }
