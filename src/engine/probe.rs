@@ -32,6 +32,9 @@ struct Probe {
     sent_at: Instant,
     timeout_at: Instant,
     indirect: bool,
+    /// Sequence number and send time of the second direct ping, sent
+    /// with the indirect probes.
+    second: Option<(u64, Instant)>,
     nacks_expected: u32,
     nacks: u32,
     acked: bool,
@@ -176,7 +179,7 @@ pub(super) fn status_of(state: MemberState) -> MemberStatus {
     }
 }
 
-fn state_of(status: MemberStatus) -> MemberState {
+pub(super) fn state_of(status: MemberStatus) -> MemberState {
     match status {
         MemberStatus::Alive => MemberState::Alive,
         MemberStatus::Suspect => MemberState::Suspect,
@@ -255,6 +258,7 @@ impl Engine {
             sent_at: now,
             timeout_at: now + timeout,
             indirect: false,
+            second: None,
             nacks_expected: 0,
             nacks: 0,
             acked: false,
@@ -320,6 +324,20 @@ impl Engine {
             };
             self.send_messages(addr, Some(relay), vec![msg], None);
         }
+        // A second direct ping alongside the relays (memberlist's TCP
+        // fallback, over the same transport): on a lossy link one lost
+        // ping or ack is the likeliest reason for the silence, and under
+        // heavy loss this cuts false suspicions several-fold. It has a
+        // sequence number of its own, so either ack gives a clean
+        // round-trip sample.
+        let second = self.swim.next_seq();
+        let Some(p) = self.swim.probe.as_mut() else {
+            return;
+        };
+        p.second = Some((second, now));
+        let addr = p.addr;
+        let msg = ping(second, &tid.name, self.members.fingerprint());
+        self.send_messages(addr, Some(target), vec![msg], None);
     }
 
     fn probe_failed(&mut self, now: Instant, p: &Probe) {
@@ -501,12 +519,15 @@ impl Engine {
             self.heard_fingerprint(sender, ack.fingerprint);
         }
         if let Some(p) = self.swim.probe.as_mut() {
-            if p.seq == ack.seq && !p.acked {
+            let sent_at = if p.seq == ack.seq {
+                Some(p.sent_at)
+            } else {
+                p.second.filter(|s| s.0 == ack.seq).map(|s| s.1)
+            };
+            if let Some(sent_at) = sent_at.filter(|_| !p.acked) {
                 p.acked = true;
                 if from == p.addr && ack.target.is_empty() {
-                    self.swim
-                        .rtt
-                        .record(now.saturating_duration_since(p.sent_at));
+                    self.swim.rtt.record(now.saturating_duration_since(sent_at));
                 }
                 return;
             }
@@ -548,3 +569,6 @@ fn ping(seq: u64, target: &str, fingerprint: u64) -> proto::Message {
         })),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The direct probe's second chance, driven by hand on an explicit clock:
+//! when a ping goes unanswered the prober pings the target again alongside
+//! the indirect probes, so one lost datagram does not start a suspicion.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+
+use super::*;
+use crate::engine::Transmit;
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7946)
+}
+
+fn config() -> Config {
+    Config::local()
+}
+
+/// Two engines that know each other, and the clock.
+fn pair() -> (Engine, Engine, Instant) {
+    let mut now = Instant::now();
+    let mut a = Engine::new(config(), NodeId::new("a", 1, addr(1)), 1400, 1, now).unwrap();
+    let mut b = Engine::new(config(), NodeId::new("b", 1, addr(2)), 1400, 2, now).unwrap();
+    b.add_seeds([addr(1)]);
+    for _ in 0..200 {
+        now += Duration::from_millis(10);
+        for e in [&mut a, &mut b] {
+            if e.poll_timeout() <= now {
+                e.handle_timeout(now);
+            }
+        }
+        shuttle(&mut a, &mut b, now);
+        if a.member_count() == 2 && b.member_count() == 2 {
+            return (a, b, now);
+        }
+    }
+    panic!("the two engines never met");
+}
+
+fn drain(e: &mut Engine) -> Vec<Transmit> {
+    std::iter::from_fn(|| e.poll_transmit()).collect()
+}
+
+/// Delivers every pending datagram both ways until both are quiet.
+fn shuttle(a: &mut Engine, b: &mut Engine, now: Instant) {
+    loop {
+        let (from_a, from_b) = (drain(a), drain(b));
+        if from_a.is_empty() && from_b.is_empty() {
+            return;
+        }
+        for t in from_a {
+            b.handle_packet(now, addr(1), &t.payload);
+        }
+        for t in from_b {
+            a.handle_packet(now, addr(2), &t.payload);
+        }
+    }
+}
+
+/// Sequence numbers of the pings in `ts`.
+fn pings(ts: &[Transmit]) -> Vec<u64> {
+    ts.iter()
+        .flat_map(|t| {
+            proto::Packet::decode(t.payload.clone())
+                .expect("engines send valid packets")
+                .messages
+        })
+        .filter_map(|m| match m.kind {
+            Some(Kind::Ping(p)) => Some(p.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `a`'s timers alone (b hears nothing) until it sends a ping;
+/// returns the ping's sequence number and when it went. The datagrams are
+/// dropped.
+fn next_ping(a: &mut Engine, now: &mut Instant) -> (u64, Instant) {
+    for _ in 0..1000 {
+        *now += Duration::from_millis(1);
+        if a.poll_timeout() <= *now {
+            a.handle_timeout(*now);
+        }
+        if let Some(&seq) = pings(&drain(a)).first() {
+            return (seq, *now);
+        }
+    }
+    panic!("a sent no ping within a second");
+}
+
+fn status_of_b(a: &Engine) -> MemberStatus {
+    a.members()
+        .into_iter()
+        .find(|m| m.id.name == "b")
+        .map(|m| m.status)
+        .expect("a knows b")
+}
+
+/// Loses a's first ping to b, then delivers (or loses) the second one.
+/// Returns whether a went on to suspect b.
+fn lose_a_ping(deliver_second: bool) -> bool {
+    let (mut a, mut b, mut now) = pair();
+    let before = a.metrics().suspicions_started;
+    let (first, t1) = next_ping(&mut a, &mut now);
+    // The probe times out: a pings b again (there are no relays to ask in
+    // a cluster of two), within the same probe period.
+    let (second, t2) = next_ping(&mut a, &mut now);
+    assert_ne!(second, first);
+    assert!(
+        t2 - t1 < config().probe_interval,
+        "the second ping belongs to the same probe"
+    );
+    if deliver_second {
+        let ping = proto::Packet {
+            version: crate::wire::PROTOCOL_VERSION,
+            cluster: crate::wire::cluster_id(&config().cluster),
+            from: Some(a.local_id().to_proto()),
+            messages: vec![super::ping(second, "b", 0)],
+            from_key: 0,
+        };
+        b.handle_packet(now, addr(1), &ping.encode_to_vec());
+        shuttle(&mut a, &mut b, now);
+    }
+    // The probe period ends; the next probe round judges this one.
+    next_ping(&mut a, &mut now);
+    a.metrics().suspicions_started > before || status_of_b(&a) != MemberStatus::Alive
+}
+
+#[test]
+fn an_answer_to_the_second_ping_saves_the_target_from_suspicion() {
+    assert!(!lose_a_ping(true));
+}
+
+#[test]
+fn losing_both_pings_still_starts_a_suspicion() {
+    assert!(lose_a_ping(false));
+}
