@@ -35,7 +35,7 @@ impl Engine {
         self.remember_broadcast(self.me.name.clone(), id);
         self.swim
             .rumors
-            .push(Subject::broadcast(&self.me.name, id), msg);
+            .push_broadcast(Subject::broadcast(&self.me.name, id), &msg);
         Ok(id)
     }
 
@@ -62,11 +62,9 @@ impl Engine {
             payload: b.payload.clone(),
         });
         let subject = Subject::broadcast(&b.origin, b.id);
-        self.swim.rumors.push(
-            subject,
-            proto::Message {
-                kind: Some(Kind::Broadcast(b)),
-            },
-        );
+        let msg = proto::Message {
+            kind: Some(Kind::Broadcast(b)),
+        };
+        self.swim.rumors.push_broadcast(subject, &msg);
     }
 }

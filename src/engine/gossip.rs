@@ -439,7 +439,7 @@ impl Engine {
         if !self.swim.rumors.is_empty() {
             let limit = self.rumor_limit();
             let room = packer.budget() - packer.len();
-            let rumors = self.swim.rumors.take(limit, buddy, room);
+            let rumors = self.swim.rumors.take(limit, buddy, room, &self.members);
             for r in rumors {
                 self.push_and_send(&mut packer, r);
             }

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::probe::{Dead, status_of, update};
-use super::rumor::Subject;
+use super::rumor::Teller;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, MemberStatus, NodeId};
-use crate::wire::proto::{self, MemberState, message::Kind};
+use crate::wire::proto::{self, MemberState};
 
 impl Engine {
     /// Tells a node we hold for dead (or removed) that we do, so it can
@@ -36,9 +36,16 @@ impl Engine {
 
     /// Queues an alive rumor about a member we just met.
     pub(super) fn announce_alive(&mut self, id: &NodeId) {
-        let inc = self.members.get(id.key()).map_or(0, |k| k.incarnation);
-        let msg = update(id, inc, MemberState::Alive, &self.me.name);
-        self.swim.rumors.push(Subject::member(&id.name), msg);
+        let me = Teller::Member(self.members.me());
+        self.swim.rumors.push_member(&id.name, id.key(), me);
+    }
+
+    /// Queues a rumor of our own current status.
+    fn rumor_about_me(&mut self) {
+        let me = self.members.me();
+        self.swim
+            .rumors
+            .push_member(&self.me.name, me, Teller::Member(me));
     }
 
     /// The incarnation at which `name` was removed, if it was.
@@ -117,12 +124,8 @@ impl Engine {
                 // Another suspector: Lifeguard shortens the timeout.
                 if let Some(s) = self.swim.suspicions.get_mut(&key) {
                     if s.confirm(&u.from) {
-                        self.swim.rumors.push(
-                            Subject::member(&id.name),
-                            proto::Message {
-                                kind: Some(Kind::Member(u.clone())),
-                            },
-                        );
+                        let from = Teller::named(&self.members, &u.from);
+                        self.swim.rumors.push_member(&id.name, key, from);
                     }
                 }
             }
@@ -173,12 +176,8 @@ impl Engine {
                 status,
             });
         }
-        self.swim.rumors.push(
-            Subject::member(&id.name),
-            proto::Message {
-                kind: Some(Kind::Member(u.clone())),
-            },
-        );
+        let from = Teller::named(&self.members, &u.from);
+        self.swim.rumors.push_member(&id.name, key, from);
     }
 
     /// A rumor about ourselves: refute suspicion and death.
@@ -193,16 +192,14 @@ impl Engine {
                 if self.swim.leaving {
                     let inc = mine.max(incarnation);
                     self.members.set_status(me, MemberStatus::Left, inc);
-                    let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
-                    self.swim.rumors.push(Subject::member(&self.me.name), msg);
+                    self.rumor_about_me();
                     return;
                 }
                 if incarnation < mine {
                     // A stale rumor: we already refuted it, but whoever
                     // still spreads it may have missed the refutation.
                     // Gossip our current incarnation again (no bump).
-                    let msg = update(&self.me, mine, MemberState::Alive, &self.me.name);
-                    self.swim.rumors.push(Subject::member(&self.me.name), msg);
+                    self.rumor_about_me();
                     return;
                 }
                 let inc = incarnation + 1;
@@ -210,8 +207,7 @@ impl Engine {
                 self.metrics.refutations += 1;
                 self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
                 tracing::debug!(incarnation = inc, "refuting suspicion");
-                let msg = update(&self.me, inc, MemberState::Alive, &self.me.name);
-                self.swim.rumors.push(Subject::member(&self.me.name), msg);
+                self.rumor_about_me();
             }
             MemberState::Alive | MemberState::Left => {}
         }
@@ -228,9 +224,7 @@ impl Engine {
         self.swim.stop();
         self.members.set_status(me, MemberStatus::Left, inc);
         let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
-        self.swim
-            .rumors
-            .push(Subject::member(&self.me.name), msg.clone());
+        self.rumor_about_me();
         let peers = self
             .members
             .random_peers(&mut self.rng, self.config.gossip_nodes.max(3), None);

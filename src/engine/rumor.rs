@@ -1,33 +1,36 @@
 //! Rumors: membership updates and user broadcasts piggybacked on every
 //! packet, each retransmitted about `retransmit_mult · log10(N + 1)` times,
 //! least-sent first, membership before user data.
+//!
+//! A membership rumor is held as two member keys — whom it is about and
+//! who said so — and rendered from the member table when it is sent, so
+//! it always carries the newest status known (every table change queues
+//! one anyway). Under heavy loss every node of a large cluster queues a
+//! rumor for hundreds of suspicions at once; as keys a queued rumor costs
+//! about a third of the encoded message it replaced.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+use super::membership::Members;
+use super::probe::state_of;
 use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
-/// the older one. Names are held as their 64-bit hash (every node queues
-/// hundreds of rumors; a name string per rumor, twice, was most of their
-/// footprint). Two names colliding would only let one's rumor replace the
-/// other's, which anti-entropy and probing repair.
+/// the older one. A 64-bit hash of the member name, or of a broadcast's
+/// origin and id: two subjects colliding would only let one's rumor
+/// replace the other's, which anti-entropy and probing repair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Subject {
-    /// A member, by name hash.
-    Member(u64),
-    /// A user broadcast: origin name hash, per-origin id.
-    Broadcast(u64, u64),
-}
+pub(crate) struct Subject(u64);
 
 impl Subject {
     pub fn member(name: &str) -> Subject {
-        Subject::Member(name_hash(name))
+        Subject(name_hash(name))
     }
 
     pub fn broadcast(origin: &str, id: u64) -> Subject {
-        Subject::Broadcast(name_hash(origin), id)
+        Subject(super::membership::mix(name_hash(origin), id))
     }
 }
 
@@ -36,64 +39,151 @@ pub(crate) fn name_hash(name: &str) -> u64 {
     crate::wire::fnv1a64(&[name.as_bytes()])
 }
 
-/// A queued rumor, kept encoded: every node holds hundreds of them, and
-/// the encoded message is a third of the decoded one's footprint.
+/// Who a membership rumor is from: a member (by key) or, if the teller is
+/// not in our table, its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Teller {
+    Member(u64),
+    Name(Box<str>),
+}
+
+impl Teller {
+    /// The teller called `name`, by key if `members` knows it.
+    pub fn named(members: &Members, name: &str) -> Teller {
+        match members.key_of(name) {
+            Some(k) => Teller::Member(k),
+            None => Teller::Name(name.into()),
+        }
+    }
+}
+
+/// A queued membership rumor: the member record it is about, and who
+/// told us.
 #[derive(Debug)]
-struct Rumor {
-    subject: Subject,
-    encoded: Bytes,
+struct MemberRumor {
+    key: u64,
+    from: Teller,
+}
+
+/// What a queued rumor renders to when it is sent.
+trait Body {
+    /// The message, or `None` if it can no longer be said (the member was
+    /// removed from the table): the rumor is then dropped.
+    fn render(&self, members: &Members) -> Option<proto::Message>;
+}
+
+impl Body for MemberRumor {
+    fn render(&self, members: &Members) -> Option<proto::Message> {
+        let k = members.get(self.key)?;
+        let from = match &self.from {
+            Teller::Member(t) => members.get(*t)?.id.name.clone(),
+            Teller::Name(n) => n.to_string(),
+        };
+        Some(proto::Message {
+            kind: Some(proto::message::Kind::Member(proto::MemberUpdate {
+                node: Some(k.id.to_proto()),
+                incarnation: k.incarnation,
+                state: state_of(k.status) as i32,
+                from,
+            })),
+        })
+    }
+}
+
+/// A user broadcast, kept encoded (a third of the decoded footprint).
+impl Body for Bytes {
+    fn render(&self, _: &Members) -> Option<proto::Message> {
+        // We encoded it ourselves, so it decodes; if it ever did not, the
+        // rumor is dropped rather than sent broken.
+        <proto::Message as prost::Message>::decode(self.clone()).ok()
+    }
+}
+
+#[derive(Debug)]
+struct Queued<T> {
+    /// (times sent, age): its place in `Queue::order`.
+    pos: (u32, u64),
+    body: T,
 }
 
 /// One queue, ordered by (times sent, age): the least-sent, oldest rumor
 /// first. Taking, re-queueing and replacing are O(log n), so a queue of
 /// thousands of join rumors costs no more per packet than a short one.
-#[derive(Debug, Default)]
-struct Queue {
-    order: BTreeMap<(u32, u64), Rumor>,
-    index: HashMap<Subject, (u32, u64)>,
+#[derive(Debug)]
+struct Queue<T> {
+    order: BTreeMap<(u32, u64), Subject>,
+    index: HashMap<Subject, Queued<T>>,
     next_seq: u64,
 }
 
-impl Queue {
-    fn push(&mut self, subject: Subject, msg: proto::Message, cap: usize) {
-        if let Some(pos) = self.index.remove(&subject) {
-            self.order.remove(&pos);
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            order: BTreeMap::new(),
+            index: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+}
+
+impl<T: Body> Queue<T> {
+    fn push(&mut self, subject: Subject, body: T, cap: usize) {
+        if let Some(old) = self.index.remove(&subject) {
+            self.order.remove(&old.pos);
         }
         if self.order.len() >= cap {
             // Full: forget the most-sent rumor (anti-entropy still carries
             // what it said, only more slowly).
-            if let Some((pos, r)) = self.order.pop_last() {
-                debug_assert_eq!(self.index.get(&r.subject), Some(&pos));
-                self.index.remove(&r.subject);
+            if let Some((_, s)) = self.order.pop_last() {
+                self.index.remove(&s);
             }
         }
         let pos = (0, self.next_seq);
         self.next_seq += 1;
-        let encoded = Bytes::from(prost::Message::encode_to_vec(&msg));
-        self.index.insert(subject, pos);
-        self.order.insert(pos, Rumor { subject, encoded });
+        self.order.insert(pos, subject);
+        self.index.insert(subject, Queued { pos, body });
     }
 
-    /// Takes the rumor at `pos` if it fits `room`, counting a transmission.
-    fn take_at(&mut self, pos: (u32, u64), limit: u32, room: &mut usize) -> Option<proto::Message> {
-        let cost = field_len(self.order.get(&pos)?.encoded.len());
+    fn remove(&mut self, subject: &Subject) {
+        if let Some(q) = self.index.remove(subject) {
+            self.order.remove(&q.pos);
+        }
+    }
+
+    /// Renders the rumor about `subject` if it fits `room`, counting a
+    /// transmission. `Err(())`: it did not fit.
+    fn take_one(
+        &mut self,
+        subject: Subject,
+        limit: u32,
+        room: &mut usize,
+        members: &Members,
+    ) -> Result<Option<proto::Message>, ()> {
+        let Some(q) = self.index.get(&subject) else {
+            return Ok(None);
+        };
+        let Some(msg) = q.body.render(members) else {
+            self.remove(&subject);
+            return Ok(None);
+        };
+        let cost = field_len(prost::Message::encoded_len(&msg));
         if cost > *room {
-            return None;
+            return Err(());
         }
         *room -= cost;
-        let r = self.order.remove(&pos)?;
-        // We encoded it ourselves, so it decodes; if it ever did not, the
-        // rumor is dropped rather than sent broken.
-        let msg = <proto::Message as prost::Message>::decode(r.encoded.clone()).ok();
+        let pos = q.pos;
+        self.order.remove(&pos);
         let sent = pos.0 + 1;
         if sent < limit {
             let next = (sent, pos.1);
-            self.index.insert(r.subject, next);
-            self.order.insert(next, r);
+            self.order.insert(next, subject);
+            if let Some(q) = self.index.get_mut(&subject) {
+                q.pos = next;
+            }
         } else {
-            self.index.remove(&r.subject);
+            self.index.remove(&subject);
         }
-        msg
+        Ok(Some(msg))
     }
 
     fn take(
@@ -101,19 +191,27 @@ impl Queue {
         limit: u32,
         first: Option<&Subject>,
         room: &mut usize,
+        members: &Members,
         out: &mut Vec<proto::Message>,
     ) {
-        if let Some(pos) = first.and_then(|f| self.index.get(f).copied()) {
-            out.extend(self.take_at(pos, limit, room));
+        if let Some(&f) = first {
+            if let Ok(m) = self.take_one(f, limit, room, members) {
+                out.extend(m);
+            }
         }
-        // Look at a bounded number of candidates: past that the packet is
-        // as full as rumors will make it.
-        let candidates: Vec<(u32, u64)> = self.order.keys().take(MAX_SCAN).copied().collect();
-        for pos in candidates {
-            if *room < MIN_RUMOR {
+        // Look at a bounded number of candidates: past that (or past a
+        // few that no longer fit) the packet is as full as rumors will
+        // make it.
+        let candidates: Vec<Subject> = self.order.values().take(MAX_SCAN).copied().collect();
+        let mut misfits = 0;
+        for subject in candidates {
+            if *room < MIN_RUMOR || misfits >= MAX_MISFITS {
                 break;
             }
-            out.extend(self.take_at(pos, limit, room));
+            match self.take_one(subject, limit, room, members) {
+                Ok(m) => out.extend(m),
+                Err(()) => misfits += 1,
+            }
         }
     }
 }
@@ -122,31 +220,38 @@ impl Queue {
 /// copies a second and each rumor needs `retransmit_mult · log10(N + 1)`
 /// of them, so 1,024 is already a minute of backlog; beyond that a burst
 /// (thousands of joins, or suspicions under heavy loss) would only grow
-/// every node's queue — 10,000 simulated nodes at 20% loss filled
-/// 4,096-entry queues to 16 GB. The most-sent rumor is forgotten first;
-/// digests still introduce members and probes still find failures. (At
-/// most one rumor per member is queued, so up to 1,024 members a join
-/// never reaches the cap.)
+/// every node's queue. The most-sent rumor is forgotten first; digests
+/// still introduce members and probes still find failures. (At most one
+/// rumor per member is queued, so up to 1,024 members a join never
+/// reaches the cap.)
 const MEMBER_CAP: usize = 1024;
 const USER_CAP: usize = 4096;
 /// Candidates examined per packet.
 const MAX_SCAN: usize = 128;
+/// Candidates that did not fit after which a packet counts as full.
+const MAX_MISFITS: usize = 4;
 /// No rumor is smaller than this (encoded, with its field header).
 const MIN_RUMOR: usize = 12;
 
 /// Two queues, membership first.
 #[derive(Debug, Default)]
 pub(crate) struct Rumors {
-    member: Queue,
-    user: Queue,
+    member: Queue<MemberRumor>,
+    user: Queue<Bytes>,
 }
 
 impl Rumors {
-    pub fn push(&mut self, subject: Subject, msg: proto::Message) {
-        match subject {
-            Subject::Member(_) => self.member.push(subject, msg, MEMBER_CAP),
-            Subject::Broadcast(..) => self.user.push(subject, msg, USER_CAP),
-        }
+    /// Queues a rumor about member record `key` (called `name`), told by
+    /// `from`; it is rendered from the table when sent.
+    pub fn push_member(&mut self, name: &str, key: u64, from: Teller) {
+        let body = MemberRumor { key, from };
+        self.member.push(Subject::member(name), body, MEMBER_CAP);
+    }
+
+    /// Queues a user broadcast.
+    pub fn push_broadcast(&mut self, subject: Subject, msg: &proto::Message) {
+        let encoded = Bytes::from(prost::Message::encode_to_vec(msg));
+        self.user.push(subject, encoded, USER_CAP);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,16 +266,18 @@ impl Rumors {
     /// Takes rumors, least sent first, while they fit in `room` bytes (each
     /// costs its field header too); counts a transmission for each and
     /// drops those sent `limit` times. A rumor about `first` (the probe
-    /// target: the buddy system) goes before all others.
+    /// target: the buddy system) goes before all others. Membership rumors
+    /// are rendered from `members`.
     pub fn take(
         &mut self,
         limit: u32,
         first: Option<&Subject>,
         mut room: usize,
+        members: &Members,
     ) -> Vec<proto::Message> {
         let mut out = Vec::new();
-        self.member.take(limit, first, &mut room, &mut out);
-        self.user.take(limit, first, &mut room, &mut out);
+        self.member.take(limit, first, &mut room, members, &mut out);
+        self.user.take(limit, None, &mut room, members, &mut out);
         out
     }
 }
@@ -178,6 +285,8 @@ impl Rumors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{MemberStatus, NodeId};
+    use crate::wire::proto::MemberState;
 
     fn bc(id: u64) -> proto::Message {
         proto::Message {
@@ -189,34 +298,56 @@ mod tests {
         }
     }
 
+    fn table() -> (Members, NodeId, NodeId) {
+        let me = NodeId::new("me", 1, "127.0.0.1:1".parse().unwrap());
+        let x = NodeId::new("x", 1, "127.0.0.1:2".parse().unwrap());
+        let mut m = Members::new(me.clone());
+        m.insert(x.clone());
+        (m, me, x)
+    }
+
+    fn member_update(msg: &proto::Message) -> &proto::MemberUpdate {
+        match &msg.kind {
+            Some(proto::message::Kind::Member(u)) => u,
+            other => panic!("not a member update: {other:?}"),
+        }
+    }
+
     #[test]
     fn retransmits_up_to_the_limit_least_sent_first() {
+        let (m, ..) = table();
         let mut r = Rumors::default();
-        r.push(Subject::broadcast("a", 1), bc(1));
+        r.push_broadcast(Subject::broadcast("a", 1), &bc(1));
         for _ in 0..3 {
-            assert_eq!(r.take(3, None, 10_000).len(), 1);
+            assert_eq!(r.take(3, None, 10_000, &m).len(), 1);
         }
         assert!(r.is_empty());
-        r.push(Subject::broadcast("a", 2), bc(2));
-        r.take(3, None, 10_000);
-        r.push(Subject::broadcast("a", 3), bc(3));
+        r.push_broadcast(Subject::broadcast("a", 2), &bc(2));
+        r.take(3, None, 10_000, &m);
+        r.push_broadcast(Subject::broadcast("a", 3), &bc(3));
         // Only room for one: the least-sent rumor wins.
         let one = field_len(prost::Message::encoded_len(&bc(3)));
-        let got = r.take(3, None, one);
+        let got = r.take(3, None, one, &m);
         assert_eq!(got, vec![bc(3)]);
     }
 
     #[test]
     fn the_buddy_goes_first_and_a_full_queue_forgets_the_most_sent() {
+        let (m, me, x) = table();
         let mut r = Rumors::default();
-        r.push(Subject::broadcast("a", 1), bc(1));
-        r.push(Subject::broadcast("a", 2), bc(2));
-        let one = field_len(prost::Message::encoded_len(&bc(2)));
-        let got = r.take(9, Some(&Subject::broadcast("a", 2)), one);
-        assert_eq!(got, vec![bc(2)]);
-        let mut q = Queue::default();
+        r.push_member(&me.name, me.key(), Teller::Member(me.key()));
+        r.push_member(&x.name, x.key(), Teller::Member(me.key()));
+        let body = MemberRumor {
+            key: x.key(),
+            from: Teller::Member(me.key()),
+        };
+        let one = field_len(prost::Message::encoded_len(&body.render(&m).unwrap()));
+        let got = r.take(9, Some(&Subject::member("x")), one, &m);
+        assert_eq!(got.len(), 1, "room for one rumor only");
+        assert_eq!(member_update(&got[0]).node.as_ref().unwrap().name, "x");
+        let mut q = Queue::<Bytes>::default();
         for i in 0..5 {
-            q.push(Subject::broadcast("a", i), bc(i), 3);
+            q.push(Subject::broadcast("a", i), Bytes::new(), 3);
         }
         assert_eq!(q.order.len(), 3);
         assert_eq!(q.index.len(), 3);
@@ -224,10 +355,29 @@ mod tests {
 
     #[test]
     fn a_newer_rumor_replaces_the_older_about_the_same_subject() {
+        let (m, _, x) = table();
         let mut r = Rumors::default();
-        let s = Subject::member("x");
-        r.push(s, bc(1));
-        r.push(s, bc(2));
-        assert_eq!(r.take(5, None, 10_000), vec![bc(2)]);
+        r.push_member(&x.name, x.key(), Teller::Name("y".into()));
+        r.push_member(&x.name, x.key(), Teller::Name("z".into()));
+        let got = r.take(5, None, 10_000, &m);
+        assert_eq!(got.len(), 1);
+        assert_eq!(member_update(&got[0]).from, "z");
+    }
+
+    #[test]
+    fn a_member_rumor_says_what_the_table_holds_when_it_is_sent() {
+        let (mut m, me, x) = table();
+        let mut r = Rumors::default();
+        r.push_member(&x.name, x.key(), Teller::Member(me.key()));
+        m.set_status(x.key(), MemberStatus::Suspect, 3);
+        let got = r.take(5, None, 10_000, &m);
+        let u = member_update(&got[0]);
+        assert_eq!(u.node, Some(x.to_proto()));
+        assert_eq!((u.state, u.incarnation), (MemberState::Suspect as i32, 3));
+        assert_eq!(u.from, "me");
+        // Gone from the table: nothing left to say, the rumor is dropped.
+        m.remove(x.key());
+        assert!(r.take(5, None, 10_000, &m).is_empty());
+        assert!(r.is_empty());
     }
 }
