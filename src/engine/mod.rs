@@ -11,6 +11,8 @@ mod lifecycle;
 mod membership;
 mod metrics;
 mod node_id;
+#[cfg(test)]
+mod pair;
 mod phi;
 mod probe;
 mod push;

@@ -2,61 +2,16 @@
 //! when a ping goes unanswered the prober pings the target again alongside
 //! the indirect probes, so one lost datagram does not start a suspicion.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
 use super::*;
 use crate::engine::Transmit;
+use crate::engine::pair::{addr, drain, meet, shuttle};
 
-fn addr(i: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7946)
-}
-
-fn config() -> Config {
-    Config::local()
-}
-
-/// Two engines that know each other, and the clock.
 fn pair() -> (Engine, Engine, Instant) {
-    let mut now = Instant::now();
-    let mut a = Engine::new(config(), NodeId::new("a", 1, addr(1)), 1400, 1, now).unwrap();
-    let mut b = Engine::new(config(), NodeId::new("b", 1, addr(2)), 1400, 2, now).unwrap();
-    b.add_seeds([addr(1)]);
-    for _ in 0..200 {
-        now += Duration::from_millis(10);
-        for e in [&mut a, &mut b] {
-            if e.poll_timeout() <= now {
-                e.handle_timeout(now);
-            }
-        }
-        shuttle(&mut a, &mut b, now);
-        if a.member_count() == 2 && b.member_count() == 2 {
-            return (a, b, now);
-        }
-    }
-    panic!("the two engines never met");
-}
-
-fn drain(e: &mut Engine) -> Vec<Transmit> {
-    std::iter::from_fn(|| e.poll_transmit()).collect()
-}
-
-/// Delivers every pending datagram both ways until both are quiet.
-fn shuttle(a: &mut Engine, b: &mut Engine, now: Instant) {
-    loop {
-        let (from_a, from_b) = (drain(a), drain(b));
-        if from_a.is_empty() && from_b.is_empty() {
-            return;
-        }
-        for t in from_a {
-            b.handle_packet(now, addr(1), &t.payload);
-        }
-        for t in from_b {
-            a.handle_packet(now, addr(2), &t.payload);
-        }
-    }
+    meet(&Config::local(), Duration::from_millis(10))
 }
 
 /// Sequence numbers of the pings in `ts`.
@@ -109,13 +64,13 @@ fn lose_a_ping(deliver_second: bool) -> bool {
     let (second, t2) = next_ping(&mut a, &mut now);
     assert_ne!(second, first);
     assert!(
-        t2 - t1 < config().probe_interval,
+        t2 - t1 < Config::local().probe_interval,
         "the second ping belongs to the same probe"
     );
     if deliver_second {
         let ping = proto::Packet {
             version: crate::wire::PROTOCOL_VERSION,
-            cluster: crate::wire::cluster_id(&config().cluster),
+            cluster: crate::wire::cluster_id(&Config::local().cluster),
             from: Some(a.local_id().to_proto()),
             messages: vec![super::ping(second, "b", 0)],
             from_key: 0,

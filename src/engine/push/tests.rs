@@ -2,13 +2,14 @@
 //! retried while the acknowledgement is missing, given up after
 //! [`PUSH_TRIES`] sends.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
 use super::*;
 use crate::Config;
+use crate::engine::pair::{addr, drain, meet, shuttle};
 use crate::engine::{NodeId, Transmit};
 
 /// Probes too rare to matter: no round-trip samples, so a retry waits a
@@ -21,49 +22,13 @@ fn config() -> Config {
     }
 }
 
-fn addr(i: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7946)
-}
-
 /// Two engines that know each other, and the clock.
 fn pair() -> (Engine, Engine, Instant) {
-    let mut now = Instant::now();
-    let mut a = Engine::new(config(), NodeId::new("a", 1, addr(1)), 1400, 1, now).unwrap();
-    let mut b = Engine::new(config(), NodeId::new("b", 1, addr(2)), 1400, 2, now).unwrap();
-    b.add_seeds([addr(1)]);
-    for _ in 0..100 {
-        now += Duration::from_millis(50);
-        for e in [&mut a, &mut b] {
-            if e.poll_timeout() <= now {
-                e.handle_timeout(now);
-            }
-        }
-        shuttle(&mut a, &mut b, now);
-        if a.member_count() == 2 && b.member_count() == 2 {
-            // Let the exchange that introduced them finish.
-            now += Duration::from_secs(1);
-            shuttle(&mut a, &mut b, now);
-            return (a, b, now);
-        }
-    }
-    panic!("the two engines never met");
-}
-
-/// Delivers every pending datagram both ways until both are quiet.
-fn shuttle(a: &mut Engine, b: &mut Engine, now: Instant) {
-    loop {
-        let from_a: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
-        let from_b: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
-        if from_a.is_empty() && from_b.is_empty() {
-            return;
-        }
-        for t in from_a {
-            b.handle_packet(now, addr(1), &t.payload);
-        }
-        for t in from_b {
-            a.handle_packet(now, addr(2), &t.payload);
-        }
-    }
+    let (mut a, mut b, mut now) = meet(&config(), Duration::from_millis(50));
+    // Let the exchange that introduced them finish.
+    now += Duration::from_secs(1);
+    shuttle(&mut a, &mut b, now);
+    (a, b, now)
 }
 
 /// Push ids of the tree pushes (acks asking for an answer) in `ts`.
@@ -84,10 +49,6 @@ fn messages(ts: &[Transmit]) -> impl Iterator<Item = Kind> + '_ {
             .into_iter()
             .filter_map(|m| m.kind)
     })
-}
-
-fn drain(e: &mut Engine) -> Vec<Transmit> {
-    std::iter::from_fn(|| e.poll_transmit()).collect()
 }
 
 #[test]
