@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::membership::Members;
-use super::probe::state_of;
+use super::probe::{state_of, update};
 use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
@@ -76,17 +76,10 @@ impl Body for MemberRumor {
     fn render(&self, members: &Members) -> Option<proto::Message> {
         let k = members.get(self.key)?;
         let from = match &self.from {
-            Teller::Member(t) => members.get(*t)?.id.name.clone(),
-            Teller::Name(n) => n.to_string(),
+            Teller::Member(t) => members.get(*t)?.id.name.as_str(),
+            Teller::Name(n) => n,
         };
-        Some(proto::Message {
-            kind: Some(proto::message::Kind::Member(proto::MemberUpdate {
-                node: Some(k.id.to_proto()),
-                incarnation: k.incarnation,
-                state: state_of(k.status) as i32,
-                from,
-            })),
-        })
+        Some(update(&k.id, k.incarnation, state_of(k.status), from))
     }
 }
 
