@@ -60,10 +60,16 @@ impl Engine {
     /// Applies a membership rumor (or our own conclusion) and re-gossips
     /// it if it changed anything.
     pub(super) fn on_member_update(&mut self, now: Instant, u: &proto::MemberUpdate) {
-        let Some(id) = u.node.as_ref().and_then(NodeId::from_proto) else {
+        let Ok(state) = MemberState::try_from(u.state) else {
             return;
         };
-        let Ok(state) = MemberState::try_from(u.state) else {
+        if u.node
+            .as_ref()
+            .is_some_and(|n| self.changes_nothing(n, u.incarnation, state))
+        {
+            return;
+        }
+        let Some(id) = u.node.as_ref().and_then(NodeId::from_proto) else {
             return;
         };
         if id.name == self.me.name {
@@ -107,20 +113,8 @@ impl Engine {
             return;
         };
         let (cur, inc) = (k.status, k.incarnation);
-        let accept = match state {
-            MemberState::Alive => u.incarnation > inc || is_new,
-            MemberState::Suspect => {
-                (u.incarnation > inc && cur != MemberStatus::Left)
-                    || (u.incarnation == inc && cur == MemberStatus::Alive)
-            }
-            MemberState::Dead => {
-                u.incarnation >= inc && matches!(cur, MemberStatus::Alive | MemberStatus::Suspect)
-            }
-            MemberState::Left => cur != MemberStatus::Left && u.incarnation >= inc,
-        };
-        if !accept {
-            if state == MemberState::Suspect && cur == MemberStatus::Suspect && u.incarnation == inc
-            {
+        if !(is_new || supersedes(state, u.incarnation, cur, inc)) {
+            if confirms(state, u.incarnation, cur, inc) {
                 // Another suspector: Lifeguard shortens the timeout.
                 if let Some(s) = self.swim.suspicions.get_mut(&key) {
                     if s.confirm(&u.from) {
@@ -178,6 +172,22 @@ impl Engine {
         }
         let from = Teller::named(&self.members, &u.from);
         self.swim.rumors.push_member(&id.name, key, from);
+    }
+
+    /// Whether a rumor about `node` at `incarnation` is one we can drop
+    /// unread: about a member we hold at that generation, neither newer
+    /// than our record nor a further suspicion to count. Under loss nearly
+    /// every rumor a node receives is such a repeat; this check costs one
+    /// lookup, where applying the rumor would first copy out its identity.
+    fn changes_nothing(&self, node: &proto::NodeId, incarnation: u64, state: MemberState) -> bool {
+        if node.name == self.me.name {
+            return false;
+        }
+        self.members.by_name(&node.name).is_some_and(|k| {
+            k.id.generation == node.generation
+                && !supersedes(state, incarnation, k.status, k.incarnation)
+                && !confirms(state, incarnation, k.status, k.incarnation)
+        })
     }
 
     /// A rumor about ourselves: refute suspicion and death.
@@ -241,5 +251,66 @@ impl Engine {
     /// Whether [`leave`](Engine::leave) was called.
     pub fn has_left(&self) -> bool {
         self.swim.leaving
+    }
+}
+
+/// Incarnation precedence (SWIM, with Lifeguard's refinements): whether a
+/// rumor of `state` at `incarnation` replaces a record of `cur` at `inc`.
+fn supersedes(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
+    match state {
+        MemberState::Alive => incarnation > inc,
+        MemberState::Suspect => {
+            (incarnation > inc && cur != MemberStatus::Left)
+                || (incarnation == inc && cur == MemberStatus::Alive)
+        }
+        MemberState::Dead => {
+            incarnation >= inc && matches!(cur, MemberStatus::Alive | MemberStatus::Suspect)
+        }
+        MemberState::Left => cur != MemberStatus::Left && incarnation >= inc,
+    }
+}
+
+/// Whether a rumor that does not supersede the record is still another
+/// node's suspicion of the same incarnation, which Lifeguard counts.
+fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
+    state == MemberState::Suspect && cur == MemberStatus::Suspect && incarnation == inc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MemberState as S;
+    use MemberStatus as M;
+
+    #[test]
+    fn precedence_follows_incarnations() {
+        // (rumor, its incarnation, record, record's incarnation, supersedes)
+        let cases = [
+            (S::Alive, 2, M::Suspect, 1, true),
+            (S::Alive, 1, M::Suspect, 1, false),
+            (S::Alive, 2, M::Left, 1, true),
+            (S::Suspect, 1, M::Alive, 1, true),
+            (S::Suspect, 1, M::Suspect, 1, false),
+            (S::Suspect, 2, M::Suspect, 1, true),
+            (S::Suspect, 2, M::Left, 1, false),
+            (S::Suspect, 0, M::Alive, 1, false),
+            (S::Dead, 1, M::Suspect, 1, true),
+            (S::Dead, 1, M::Dead, 1, false),
+            (S::Dead, 0, M::Alive, 1, false),
+            (S::Left, 1, M::Dead, 1, true),
+            (S::Left, 0, M::Alive, 1, false),
+            (S::Left, 3, M::Left, 1, false),
+        ];
+        for (state, inc, cur, cur_inc, want) in cases {
+            assert_eq!(
+                supersedes(state, inc, cur, cur_inc),
+                want,
+                "{state:?}@{inc} over {cur:?}@{cur_inc}"
+            );
+        }
+        // A repeat of the suspicion we hold is a confirmation, not news.
+        assert!(confirms(S::Suspect, 1, M::Suspect, 1));
+        assert!(!confirms(S::Suspect, 2, M::Suspect, 1));
+        assert!(!confirms(S::Dead, 1, M::Suspect, 1));
     }
 }
