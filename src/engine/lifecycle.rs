@@ -116,11 +116,9 @@ impl Engine {
         if !(is_new || supersedes(state, u.incarnation, cur, inc)) {
             if confirms(state, u.incarnation, cur, inc) {
                 // Another suspector: Lifeguard shortens the timeout.
-                if let Some(s) = self.swim.suspicions.get_mut(&key) {
-                    if s.confirm(&u.from) {
-                        let from = Teller::named(&self.members, &u.from);
-                        self.swim.rumors.push_member(&id.name, key, from);
-                    }
+                if self.swim.suspicions.confirm(key, &u.from) {
+                    let from = Teller::named(&self.members, &u.from);
+                    self.swim.rumors.push_member(&id.name, key, from);
                 }
             }
             return;
@@ -142,11 +140,11 @@ impl Engine {
                 );
             }
             MemberStatus::Alive => {
-                self.swim.suspicions.remove(&key);
+                self.swim.suspicions.remove(key);
                 self.swim.dead.remove(&key);
             }
             MemberStatus::Dead | MemberStatus::Left => {
-                self.swim.suspicions.remove(&key);
+                self.swim.suspicions.remove(key);
                 let retry =
                     (status == MemberStatus::Dead).then(|| now + self.config.probe_interval);
                 self.swim.dead.insert(

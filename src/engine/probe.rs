@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 
 use super::phi::RttDetector;
 use super::rumor::{Rumors, Subject};
-use super::suspicion::Suspicion;
+use super::suspicion::Suspicions;
 use super::{Engine, Event, MemberStatus, NodeId};
 use crate::config::Config;
 use crate::wire::proto::{self, MemberState, message::Kind};
@@ -76,7 +76,7 @@ pub(crate) struct Swim {
     pub next_probe: Instant,
     pub rtt: RttDetector,
     pub awareness: u32,
-    pub suspicions: HashMap<u64, Suspicion>,
+    pub suspicions: Suspicions,
     pub dead: HashMap<u64, Dead>,
     pub removed: HashMap<String, Removed>,
     pub rumors: Rumors,
@@ -98,7 +98,7 @@ impl Swim {
             next_probe: now + config.probe_interval,
             rtt: RttDetector::new(config.conviction_threshold),
             awareness: 0,
-            suspicions: HashMap::new(),
+            suspicions: Suspicions::default(),
             dead: HashMap::new(),
             removed: HashMap::new(),
             rumors: Rumors::default(),
@@ -120,8 +120,8 @@ impl Swim {
         for r in self.relays.values() {
             t = t.min(r.nack_at.unwrap_or(r.expires));
         }
-        for s in self.suspicions.values() {
-            t = t.min(s.deadline());
+        if let Some(s) = self.suspicions.next_deadline() {
+            t = t.min(s);
         }
         for d in self.dead.values() {
             if let Some(r) = d.next_retry {
@@ -386,18 +386,8 @@ impl Engine {
     }
 
     fn check_suspicions(&mut self, now: Instant) {
-        let due: Vec<(u64, u64)> = self
-            .swim
-            .suspicions
-            .iter()
-            .filter(|(_, s)| now >= s.deadline())
-            .map(|(k, s)| (*k, s.incarnation))
-            .collect();
-        // Hash-map order is random per process: sort, so runs replay.
-        let mut due = due;
-        due.sort_unstable();
-        for (key, inc) in due {
-            self.swim.suspicions.remove(&key);
+        // By key, not by deadline: runs replay as they always have.
+        for (key, inc) in self.swim.suspicions.take_due(now) {
             let Some(k) = self.members.get(key) else {
                 continue;
             };

@@ -6,6 +6,7 @@
 //! number expected. A lone, possibly mistaken suspector waits `max`; a
 //! crash seen by many is declared after `min`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::rumor::name_hash;
@@ -20,6 +21,9 @@ pub(crate) struct Suspicion {
     /// Name hashes of the distinct suspectors, at most `expected + 1`
     /// (every member under heavy loss holds hundreds of suspicions).
     confirmers: Vec<u64>,
+    /// When the suspect is to be declared dead; moves only on a
+    /// confirmation.
+    deadline: Instant,
 }
 
 impl Suspicion {
@@ -31,14 +35,17 @@ impl Suspicion {
         max: Duration,
         expected: u32,
     ) -> Suspicion {
-        Suspicion {
+        let mut s = Suspicion {
             incarnation,
             started,
             min,
             max: max.max(min),
             expected,
             confirmers: vec![name_hash(from)],
-        }
+            deadline: started,
+        };
+        s.deadline = s.compute_deadline();
+        s
     }
 
     /// Records a suspector; true if it is a new, independent one.
@@ -48,11 +55,12 @@ impl Suspicion {
             return false;
         }
         self.confirmers.push(h);
+        self.deadline = self.compute_deadline();
         true
     }
 
-    /// When the suspect is to be declared dead.
-    pub fn deadline(&self) -> Instant {
+    /// When the suspect is to be declared dead, from its confirmations.
+    fn compute_deadline(&self) -> Instant {
         let c = self.confirmers.len().saturating_sub(1) as f64;
         let k = f64::from(self.expected);
         if k < 1.0 {
@@ -65,6 +73,78 @@ impl Suspicion {
     }
 }
 
+/// The open suspicions, by member key, with their deadlines in order:
+/// under heavy loss a node of a large cluster holds hundreds, and the
+/// engine asks for the earliest after every datagram.
+#[derive(Debug, Default)]
+pub(crate) struct Suspicions {
+    by_key: HashMap<u64, Suspicion>,
+    /// (deadline, key) of every entry of `by_key`.
+    timers: BTreeSet<(Instant, u64)>,
+}
+
+impl Suspicions {
+    /// Opens (or replaces) the suspicion of member `key`.
+    pub fn insert(&mut self, key: u64, s: Suspicion) {
+        self.timers.insert((s.deadline, key));
+        if let Some(old) = self.by_key.insert(key, s) {
+            if old.deadline != self.by_key[&key].deadline {
+                self.timers.remove(&(old.deadline, key));
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: u64) -> Option<Suspicion> {
+        let s = self.by_key.remove(&key)?;
+        self.timers.remove(&(s.deadline, key));
+        Some(s)
+    }
+
+    /// Counts `from`'s suspicion of `key`; true if it is a new,
+    /// independent confirmation.
+    pub fn confirm(&mut self, key: u64, from: &str) -> bool {
+        let Some(s) = self.by_key.get_mut(&key) else {
+            return false;
+        };
+        let before = s.deadline;
+        if !s.confirm(from) {
+            return false;
+        }
+        if s.deadline != before {
+            self.timers.remove(&(before, key));
+            self.timers.insert((s.deadline, key));
+        }
+        true
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    /// Closes every suspicion due at `now`; returns (key, incarnation) of
+    /// each, by key.
+    pub fn take_due(&mut self, now: Instant) -> Vec<(u64, u64)> {
+        let mut due = Vec::new();
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(s) = self.by_key.remove(&key) {
+                due.push((key, s.incarnation));
+            }
+        }
+        due.sort_unstable();
+        due
+    }
+
+    pub fn clear(&mut self) {
+        self.by_key.clear();
+        self.timers.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,9 +154,9 @@ mod tests {
         let t0 = Instant::now();
         let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
         let mut s = Suspicion::new(1, "a", t0, min, max, 3);
-        assert_eq!(s.deadline(), t0 + max);
+        assert_eq!(s.deadline, t0 + max);
         assert!(s.confirm("b"));
-        let one = s.deadline();
+        let one = s.deadline;
         assert!(one < t0 + max && one > t0 + min);
         assert!(
             !s.confirm("b"),
@@ -84,6 +164,33 @@ mod tests {
         );
         s.confirm("c");
         s.confirm("d");
-        assert_eq!(s.deadline(), t0 + min);
+        assert_eq!(s.deadline, t0 + min);
+    }
+
+    #[test]
+    fn the_deadline_index_follows_inserts_confirmations_and_removals() {
+        let t0 = Instant::now();
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
+        let mut ss = Suspicions::default();
+        ss.insert(7, Suspicion::new(1, "a", t0, min, max, 3));
+        ss.insert(3, Suspicion::new(4, "a", t0 + min, min, max, 0));
+        // Key 3 expects no confirmations: due after `min`.
+        assert_eq!(ss.next_deadline(), Some(t0 + min + min));
+        assert!(ss.confirm(7, "b") && ss.confirm(7, "c") && ss.confirm(7, "d"));
+        assert!(!ss.confirm(7, "e"), "no more than expected + 1 suspectors");
+        assert!(!ss.confirm(9, "b"), "no suspicion of 9");
+        // Fully confirmed, 7 is due after `min` too, and earlier than 3.
+        assert_eq!(ss.next_deadline(), Some(t0 + min));
+        assert!(ss.take_due(t0 + min - Duration::from_millis(1)).is_empty());
+        assert_eq!(ss.take_due(t0 + min + min), vec![(3, 4), (7, 1)]);
+        assert_eq!(ss.next_deadline(), None);
+        assert!(ss.remove(7).is_none(), "taken when due");
+        // Replacing and removing leave no stale timer behind.
+        ss.insert(5, Suspicion::new(1, "a", t0, min, max, 3));
+        ss.insert(5, Suspicion::new(2, "a", t0 + max, min, max, 3));
+        assert_eq!(ss.next_deadline(), Some(t0 + max + max));
+        assert_eq!(ss.remove(5).map(|s| s.incarnation), Some(2));
+        assert_eq!(ss.next_deadline(), None);
+        assert!(ss.take_due(t0 + max * 4).is_empty());
     }
 }
