@@ -215,16 +215,13 @@ fn named(config: &Config, i: usize) -> Config {
 
 /// How many clusters to build for `n` nodes, and how many trials each
 /// runs, so that `seeds` trials are made in all: a fresh cluster per trial
-/// up to `fresh_max` nodes, else four clusters (up to 1,000 nodes) or one,
-/// each reused for several trials.
+/// up to `fresh_max` nodes, else four clusters, each reused for several
+/// trials. Four at every larger size keeps the trials at each loss rate
+/// equally far into that rate (at most ~12 simulated s with 20 seeds):
+/// under sustained heavy loss a large cluster's membership degrades with
+/// time (docs/PERFORMANCE.md, Heavy loss at 10,000 nodes).
 pub fn plan(n: usize, seeds: u64, fresh_max: usize) -> Vec<u64> {
-    let clusters = if n <= fresh_max {
-        seeds
-    } else if n <= 1000 {
-        seeds.min(4)
-    } else {
-        1
-    };
+    let clusters = if n <= fresh_max { seeds } else { seeds.min(4) };
     (0..clusters)
         .map(|c| seeds / clusters + u64::from(c < seeds % clusters))
         .collect()
