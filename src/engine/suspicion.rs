@@ -86,12 +86,11 @@ pub(crate) struct Suspicions {
 impl Suspicions {
     /// Opens (or replaces) the suspicion of member `key`.
     pub fn insert(&mut self, key: u64, s: Suspicion) {
-        self.timers.insert((s.deadline, key));
+        let deadline = s.deadline;
         if let Some(old) = self.by_key.insert(key, s) {
-            if old.deadline != self.by_key[&key].deadline {
-                self.timers.remove(&(old.deadline, key));
-            }
+            self.timers.remove(&(old.deadline, key));
         }
+        self.timers.insert((deadline, key));
     }
 
     pub fn remove(&mut self, key: u64) -> Option<Suspicion> {
