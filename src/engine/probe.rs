@@ -154,6 +154,22 @@ impl Swim {
     }
 }
 
+/// A membership rumor: `from` says `id` is in `state` at `incarnation`.
+pub(super) fn member_update(
+    id: &NodeId,
+    incarnation: u64,
+    state: MemberState,
+    from: &str,
+) -> proto::MemberUpdate {
+    proto::MemberUpdate {
+        node: Some(id.to_proto()),
+        incarnation,
+        state: state as i32,
+        from: from.to_owned(),
+    }
+}
+
+/// [`member_update`] as a message.
 pub(super) fn update(
     id: &NodeId,
     incarnation: u64,
@@ -161,12 +177,7 @@ pub(super) fn update(
     from: &str,
 ) -> proto::Message {
     proto::Message {
-        kind: Some(Kind::Member(proto::MemberUpdate {
-            node: Some(id.to_proto()),
-            incarnation,
-            state: state as i32,
-            from: from.to_owned(),
-        })),
+        kind: Some(Kind::Member(member_update(id, incarnation, state, from))),
     }
 }
 
@@ -357,12 +368,7 @@ impl Engine {
         if !k.status.is_healthy() {
             return;
         }
-        let msg = proto::MemberUpdate {
-            node: Some(k.id.to_proto()),
-            incarnation: k.incarnation,
-            state: MemberState::Suspect as i32,
-            from: self.me.name.clone(),
-        };
+        let msg = member_update(&k.id, k.incarnation, MemberState::Suspect, &self.me.name);
         tracing::debug!(target_node = %k.id, "probe failed; suspect");
         self.on_member_update(now, &msg);
     }
@@ -394,12 +400,7 @@ impl Engine {
             if k.status != MemberStatus::Suspect || k.incarnation != inc {
                 continue;
             }
-            let msg = proto::MemberUpdate {
-                node: Some(k.id.to_proto()),
-                incarnation: inc,
-                state: MemberState::Dead as i32,
-                from: self.me.name.clone(),
-            };
+            let msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
             self.on_member_update(now, &msg);
         }
     }
