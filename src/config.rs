@@ -82,6 +82,19 @@ pub struct Config {
     /// How long fresh changes are batched before they are pushed.
     /// Range 0..=1 s. Default 5 ms (LAN), 20 ms (WAN), 2 ms (local).
     pub push_delay: Duration,
+    /// How often this node tries to reach a member it holds dead or has
+    /// removed, or a seed that is not an alive member: each interval it
+    /// contacts one of them, picked at random, so a cluster split by a
+    /// partition merges back once the network heals, however long the
+    /// partition lasted (Serf's reconnect). Range 100 ms..=1 hour.
+    /// Default 30 s (LAN, WAN), 2 s (local).
+    pub reconnect_interval: Duration,
+    /// How long after it was declared dead a member is still tried at
+    /// `reconnect_interval` (seeds are tried for as long as they are
+    /// configured). Range 1 s..=30 days, and at least
+    /// `reconnect_interval`. Default 24 hours (LAN, WAN), 10 minutes
+    /// (local).
+    pub reconnect_timeout: Duration,
 }
 
 /// A configuration value out of range.
@@ -124,6 +137,8 @@ impl Config {
             gossip_nodes: 3,
             push_fanout: 4,
             push_delay: Duration::from_millis(5),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -150,6 +165,8 @@ impl Config {
             probe_timeout: Duration::from_millis(100),
             dead_retention: Duration::from_secs(10),
             push_delay: Duration::from_millis(2),
+            reconnect_interval: Duration::from_secs(2),
+            reconnect_timeout: Duration::from_secs(600),
             ..Config::lan()
         }
     }
@@ -237,6 +254,18 @@ impl Config {
         if self.push_delay > Duration::from_secs(1) {
             return bad("push_delay", "must be within 0..=1 s");
         }
+        if !(ms(100)..=Duration::from_secs(3600)).contains(&self.reconnect_interval) {
+            return bad("reconnect_interval", "must be within 100 ms..=1 hour");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(30 * 86_400))
+            .contains(&self.reconnect_timeout)
+            || self.reconnect_timeout < self.reconnect_interval
+        {
+            return bad(
+                "reconnect_timeout",
+                "must be within 1 s..=30 days and at least reconnect_interval",
+            );
+        }
         Ok(())
     }
 }
@@ -303,6 +332,20 @@ mod tests {
                     ..Config::lan()
                 },
                 "tombstone_grace",
+            ),
+            (
+                Config {
+                    reconnect_interval: Duration::ZERO,
+                    ..Config::lan()
+                },
+                "reconnect_interval",
+            ),
+            (
+                Config {
+                    reconnect_timeout: Duration::from_secs(10),
+                    ..Config::lan()
+                },
+                "reconnect_timeout",
             ),
         ];
         for (c, field) in cases {

@@ -282,6 +282,7 @@ async fn valid_but_absurd_packets_change_nothing() {
             max_versions: vec![max],
             last_gc_versions: vec![],
             unknown: vec![],
+            liveness: vec![],
         };
         let syn = Kind::Syn(proto::Syn {
             digest: Some(digest),

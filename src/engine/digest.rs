@@ -15,18 +15,39 @@ use std::collections::HashSet;
 use prost::Message as _;
 
 use super::membership::Members;
-use crate::wire::proto;
+use super::probe::state_of;
+use crate::wire::proto::{self, MemberState};
 
 /// Encoded bytes of the digest's fixed part (fingerprint, count, flag and
-/// the three packed-array headers), rounded up.
-const FIXED: usize = 9 + 6 + 2 + 3 * 4;
+/// the four packed-array headers), rounded up.
+const FIXED: usize = 9 + 6 + 2 + 4 * 4;
 
-/// One digest line: node key, max version, last collected version.
+/// One digest line: node key, max version, last collected version, and
+/// the node's liveness as the sender holds it (see [`liveness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Line {
     pub key: u64,
     pub version: u64,
     pub gc: u64,
+    pub liveness: u64,
+}
+
+/// A member's incarnation and status in one number, as digests carry it:
+/// `incarnation << 2 | state` (alive 0, suspect 1, dead 2, left 3), so an
+/// alive member at incarnation 0 costs one byte and lists of them none.
+pub(crate) fn liveness(incarnation: u64, state: MemberState) -> u64 {
+    (incarnation << 2) | state as u64
+}
+
+/// The inverse of [`liveness`]; incarnations above 2^62 saturate.
+pub(crate) fn split_liveness(liveness: u64) -> (u64, MemberState) {
+    let state = match liveness & 3 {
+        0 => MemberState::Alive,
+        1 => MemberState::Suspect,
+        2 => MemberState::Dead,
+        _ => MemberState::Left,
+    };
+    (liveness >> 2, state)
 }
 
 fn varint(v: u64) -> usize {
@@ -34,7 +55,7 @@ fn varint(v: u64) -> usize {
 }
 
 fn cost(l: &Line) -> usize {
-    8 + varint(l.version) + varint(l.gc)
+    8 + varint(l.version) + varint(l.gc) + varint(l.liveness)
 }
 
 struct Page {
@@ -98,6 +119,7 @@ pub(crate) fn build(
             key,
             version: k.state.max_version(),
             gc: k.state.last_gc_version(),
+            liveness: liveness(k.incarnation, state_of(k.status)),
         })
     };
     let mut complete = false;
@@ -141,12 +163,18 @@ pub(crate) fn build(
             Vec::new()
         },
         unknown: asked,
+        liveness: if lines.iter().any(|l| l.liveness > 0) {
+            lines.iter().map(|l| l.liveness).collect()
+        } else {
+            Vec::new()
+        },
     };
     // The estimate above is conservative; this loop only guards it.
     while d.encoded_len() > room && !d.nodes.is_empty() {
         d.nodes.pop();
         d.max_versions.pop();
         d.last_gc_versions.pop();
+        d.liveness.pop();
         d.complete = false;
     }
     d
@@ -162,5 +190,6 @@ pub(crate) fn lines(d: &proto::Digest) -> impl Iterator<Item = Line> + '_ {
             key: *key,
             version: *version,
             gc: d.last_gc_versions.get(i).copied().unwrap_or(0),
+            liveness: d.liveness.get(i).copied().unwrap_or(0),
         })
 }

@@ -8,17 +8,23 @@ use std::time::Instant;
 
 use prost::Message as _;
 
-use super::digest::{self, Line};
+use super::digest::{self, Line, liveness, split_liveness};
+use super::lifecycle::{confirms, supersedes};
+use super::membership::Known;
+use super::probe::{state_of, update};
 use super::rumor::Subject;
 use super::state::Change;
-use super::{Engine, Event, NodeId};
-use crate::wire::proto::{self, message::Kind};
+use super::{Engine, Event};
+use crate::wire::proto::{self, MemberState, message::Kind};
 use crate::wire::{Packer, field_len};
 
 /// Bytes of nesting around a message body: the packet's field for the
 /// message plus the message's oneof field, each a tag and a length of up
 /// to three bytes.
 pub(super) const NESTING: usize = 8;
+
+/// Most membership claims sent in answer to one digest.
+const MAX_CLAIMS: usize = 8;
 
 /// What one side has that the other lacks, after comparing a digest.
 struct Comparison {
@@ -29,6 +35,15 @@ struct Comparison {
     requests: Vec<Line>,
     /// Nodes in the peer's digest we have never heard of.
     unknown: Vec<u64>,
+    /// The peer's view of a member that is news here, as we take it:
+    /// (key, incarnation, state).
+    news: Vec<(u64, u64, MemberState)>,
+    /// Removed members the peer lists as up at a newer incarnation: they
+    /// refuted their death, so we take them back.
+    revived: Vec<String>,
+    /// Removed members the peer still lists as up at the incarnation we
+    /// removed them at: we tell it, so they get the chance to refute.
+    claims: Vec<proto::Message>,
 }
 
 impl Engine {
@@ -40,7 +55,7 @@ impl Engine {
         kind: Kind,
     ) {
         match kind {
-            Kind::Syn(syn) => self.on_syn(from, sender, syn),
+            Kind::Syn(syn) => self.on_syn(now, from, sender, syn),
             Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
             Kind::Ack(ack) => {
                 if ack.push_id != 0 {
@@ -53,7 +68,7 @@ impl Engine {
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
             Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
             Kind::PingNack(n) => self.on_ping_nack(n),
-            Kind::Member(u) => self.on_member_update(now, &u),
+            Kind::Member(u) => self.on_member_update(now, &u, Some(from)),
             Kind::Broadcast(b) => self.on_broadcast(b),
         }
     }
@@ -160,7 +175,13 @@ impl Engine {
         self.flush_with(packer, to, buddy.as_ref());
     }
 
-    fn send_syn(&mut self, to: SocketAddr, requests: &[Line], unknown: &[u64], follow_up: bool) {
+    pub(super) fn send_syn(
+        &mut self,
+        to: SocketAddr,
+        requests: &[Line],
+        unknown: &[u64],
+        follow_up: bool,
+    ) {
         let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
             return;
         };
@@ -183,14 +204,15 @@ impl Engine {
         self.flush(packer, to);
     }
 
-    fn on_syn(&mut self, from: SocketAddr, sender: Option<u64>, syn: proto::Syn) {
+    fn on_syn(&mut self, now: Instant, from: SocketAddr, sender: Option<u64>, syn: proto::Syn) {
         let Some(d) = syn.digest else { return };
         self.heard_fingerprint(sender, d.fingerprint);
         if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
             self.metrics.in_sync += 1;
             return;
         }
-        let cmp = self.compare(&d);
+        let mut cmp = self.compare(&d);
+        self.merge_membership(now, from, sender, &mut cmp);
         let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
             return;
         };
@@ -239,7 +261,8 @@ impl Engine {
         self.apply_deltas(now, &sa.deltas);
         let Some(d) = sa.digest else { return };
         self.heard_fingerprint(sender, d.fingerprint);
-        let cmp = self.compare(&d);
+        let mut cmp = self.compare(&d);
+        self.merge_membership(now, from, sender, &mut cmp);
         if !cmp.gives.is_empty() {
             let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
                 return;
@@ -264,6 +287,7 @@ impl Engine {
         let mut gives = Vec::new();
         let mut requests = Vec::new();
         let mut unknown = Vec::new();
+        let (mut news, mut revived, mut claims) = (Vec::new(), Vec::new(), Vec::new());
         let mut listed = HashSet::new();
         let intro = |key| {
             (
@@ -271,6 +295,7 @@ impl Engine {
                     key,
                     version: 0,
                     gc: 0,
+                    liveness: 0,
                 },
                 true,
             )
@@ -287,10 +312,29 @@ impl Engine {
                             key: line.key,
                             version: mine,
                             gc: k.state.last_gc_version(),
+                            liveness: liveness(k.incarnation, state_of(k.status)),
                         });
                     }
+                    news.extend(self.liveness_news(k, line.liveness));
                 }
-                None => unknown.push(line.key),
+                None => match self.swim.removed.by_key(line.key) {
+                    Some(r) => {
+                        let (inc, state) = split_liveness(line.liveness);
+                        let up = matches!(state, MemberState::Alive | MemberState::Suspect);
+                        if up && inc > r.incarnation {
+                            revived.push(r.id.name.clone());
+                            unknown.push(line.key);
+                        } else if up && claims.len() < MAX_CLAIMS {
+                            let state = if r.left {
+                                MemberState::Left
+                            } else {
+                                MemberState::Suspect
+                            };
+                            claims.push(update(&r.id, r.incarnation, state, &self.me.name));
+                        }
+                    }
+                    None => unknown.push(line.key),
+                },
             }
         }
         for key in &d.unknown {
@@ -310,6 +354,69 @@ impl Engine {
             gives,
             requests,
             unknown,
+            news,
+            revived,
+            claims,
+        }
+    }
+
+    /// A peer's view of member `k` (a digest line's liveness), if it is
+    /// news here by SWIM precedence. A claim that a member is dead is
+    /// taken as a suspicion, as memberlist's state merge does: the member
+    /// gets its suspicion timeout to refute, and a peer with a stale view
+    /// cannot kill a live member at once. A claim about ourselves is news
+    /// if it says we are suspect or dead at our incarnation or later.
+    fn liveness_news(&self, k: &Known, line: u64) -> Option<(u64, u64, MemberState)> {
+        let (inc, state) = split_liveness(line);
+        if k.key == self.members.me() {
+            let claim = matches!(state, MemberState::Suspect | MemberState::Dead);
+            return (claim && inc >= k.incarnation).then_some((k.key, inc, state));
+        }
+        let state = match state {
+            MemberState::Dead => MemberState::Suspect,
+            s => s,
+        };
+        (supersedes(state, inc, k.status, k.incarnation)
+            || confirms(state, inc, k.status, k.incarnation))
+        .then_some((k.key, inc, state))
+    }
+
+    /// Applies what a digest said about membership: news as rumors from
+    /// the digest's sender, revived members forgotten as removed (their
+    /// introduction is asked for), and claims about members we removed
+    /// sent back to the sender.
+    fn merge_membership(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: Option<u64>,
+        cmp: &mut Comparison,
+    ) {
+        for name in cmp.revived.drain(..) {
+            self.swim.removed.forget(&name);
+        }
+        if !cmp.news.is_empty() {
+            let teller = sender
+                .and_then(|k| self.members.get(k))
+                .map(|k| k.id.name.clone())
+                .unwrap_or_default();
+            for (key, incarnation, state) in std::mem::take(&mut cmp.news) {
+                let Some(node) = self.members.get(key).map(|k| k.id.to_proto()) else {
+                    continue;
+                };
+                self.metrics.liveness_merged += 1;
+                let u = proto::MemberUpdate {
+                    node: Some(node),
+                    incarnation,
+                    state: state as i32,
+                    from: teller.clone(),
+                };
+                self.on_member_update(now, &u, Some(from));
+            }
+        }
+        if !cmp.claims.is_empty() {
+            let claims = std::mem::take(&mut cmp.claims);
+            self.send_messages(from, sender, claims, None);
         }
     }
 
@@ -361,7 +468,7 @@ impl Engine {
     pub(super) fn apply_deltas(&mut self, now: Instant, deltas: &[proto::NodeDelta]) {
         let mut changes = Vec::new();
         for d in deltas {
-            let Some(id) = d.node.as_ref().and_then(NodeId::from_proto) else {
+            let Some(id) = self.node_id(d.node.as_ref()) else {
                 continue;
             };
             if id.name == self.me.name {

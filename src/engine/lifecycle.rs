@@ -53,13 +53,20 @@ impl Engine {
         self.swim
             .removed
             .get(name)
-            .filter(|r| r.generation == generation)
+            .filter(|r| r.id.generation == generation)
             .map(|r| r.incarnation)
     }
 
     /// Applies a membership rumor (or our own conclusion) and re-gossips
-    /// it if it changed anything.
-    pub(super) fn on_member_update(&mut self, now: Instant, u: &proto::MemberUpdate) {
+    /// it if it changed anything. `reply_to` is where the claim came from,
+    /// if from the network: a claim that we are dead is answered there
+    /// directly (see [`Engine::about_me`]).
+    pub(super) fn on_member_update(
+        &mut self,
+        now: Instant,
+        u: &proto::MemberUpdate,
+        reply_to: Option<SocketAddr>,
+    ) {
         let Ok(state) = MemberState::try_from(u.state) else {
             return;
         };
@@ -69,11 +76,11 @@ impl Engine {
         {
             return;
         }
-        let Some(id) = u.node.as_ref().and_then(NodeId::from_proto) else {
+        let Some(id) = self.node_id(u.node.as_ref()) else {
             return;
         };
         if id.name == self.me.name {
-            self.about_me(&id, u.incarnation, state);
+            self.about_me(&id, u.incarnation, state, reply_to);
             return;
         }
         let mut is_new = false;
@@ -95,12 +102,12 @@ impl Engine {
                     return;
                 }
                 if let Some(r) = self.swim.removed.get(&id.name) {
-                    let newer = id.generation > r.generation
-                        || (id.generation == r.generation && u.incarnation > r.incarnation);
+                    let newer = id.generation > r.id.generation
+                        || (id.generation == r.id.generation && u.incarnation > r.incarnation);
                     if !newer {
                         return;
                     }
-                    self.swim.removed.remove(&id.name);
+                    self.swim.removed.forget(&id.name);
                 }
                 is_new = true;
                 match self.learn(&id, now) {
@@ -189,7 +196,19 @@ impl Engine {
     }
 
     /// A rumor about ourselves: refute suspicion and death.
-    fn about_me(&mut self, id: &NodeId, incarnation: u64, state: MemberState) {
+    ///
+    /// The refutation spreads as a rumor among our peers, and is also sent
+    /// straight back to `reply_to`, the node that made the claim. That
+    /// node may hold us dead or removed, so none of our rumors would reach
+    /// it: this is what lets two sides of a healed partition, each holding
+    /// the other dead, merge again after one exchange.
+    fn about_me(
+        &mut self,
+        id: &NodeId,
+        incarnation: u64,
+        state: MemberState,
+        reply_to: Option<SocketAddr>,
+    ) {
         if id.generation != self.me.generation {
             return;
         }
@@ -208,6 +227,7 @@ impl Engine {
                     // still spreads it may have missed the refutation.
                     // Gossip our current incarnation again (no bump).
                     self.rumor_about_me();
+                    self.answer_claim(reply_to);
                     return;
                 }
                 let inc = incarnation + 1;
@@ -216,9 +236,23 @@ impl Engine {
                 self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
                 tracing::debug!(incarnation = inc, "refuting suspicion");
                 self.rumor_about_me();
+                self.answer_claim(reply_to);
             }
             MemberState::Alive | MemberState::Left => {}
         }
+    }
+
+    /// Sends our current incarnation, alive, to `to` (with our full id, so
+    /// that a node which removed us can take us back).
+    fn answer_claim(&mut self, to: Option<SocketAddr>) {
+        let Some(to) = to else { return };
+        let msg = update(
+            &self.me,
+            self.my_incarnation(),
+            MemberState::Alive,
+            &self.me.name,
+        );
+        self.send_messages(to, None, vec![msg], None);
     }
 
     // ----- leaving -------------------------------------------------------
@@ -254,7 +288,12 @@ impl Engine {
 
 /// Incarnation precedence (SWIM, with Lifeguard's refinements): whether a
 /// rumor of `state` at `incarnation` replaces a record of `cur` at `inc`.
-fn supersedes(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
+pub(super) fn supersedes(
+    state: MemberState,
+    incarnation: u64,
+    cur: MemberStatus,
+    inc: u64,
+) -> bool {
     match state {
         MemberState::Alive => incarnation > inc,
         MemberState::Suspect => {
@@ -270,7 +309,7 @@ fn supersedes(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64)
 
 /// Whether a rumor that does not supersede the record is still another
 /// node's suspicion of the same incarnation, which Lifeguard counts.
-fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
+pub(super) fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
     state == MemberState::Suspect && cur == MemberStatus::Suspect && incarnation == inc
 }
 

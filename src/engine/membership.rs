@@ -102,6 +102,17 @@ pub(crate) fn mix(key: u64, version: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A healthy member's share of the fingerprint: its version, and its
+/// incarnation too, so that two nodes that disagree on whether a member
+/// refuted a suspicion see different fingerprints and reconcile. At
+/// incarnation 0 this is `mix(key, version)`.
+pub(crate) fn share(key: u64, incarnation: u64, version: u64) -> u64 {
+    mix(
+        key ^ incarnation.wrapping_mul(0xd6e8_feb8_6659_fd93),
+        version,
+    )
+}
+
 impl Members {
     pub fn new(me: NodeId) -> Members {
         let mut m = Members {
@@ -200,7 +211,7 @@ impl Members {
         let slot = self.slots.len() as u32;
         self.note_change(seq, key);
         // New members are alive, so they count in the fingerprint.
-        self.fingerprint ^= mix(key, 0);
+        self.fingerprint ^= share(key, 0, 0);
         let name_hash = self.hasher.hash_one(id.name.as_str());
         if self.slots.len() == self.slots.capacity() {
             // Grow by half rather than double: every engine holds a slab
@@ -278,7 +289,7 @@ impl Members {
         }
         let k = self.slots.swap_remove(slot);
         if k.status.is_healthy() {
-            self.fingerprint ^= mix(key, k.state.max_version());
+            self.fingerprint ^= share(key, k.incarnation, k.state.max_version());
         }
         Some(k)
     }
@@ -290,17 +301,21 @@ impl Members {
             return;
         };
         let k = &mut self.slots[slot];
-        k.incarnation = incarnation;
+        let version = k.state.max_version();
         let was = k.status.is_healthy();
+        if was {
+            self.fingerprint ^= share(key, k.incarnation, version);
+        }
+        if status.is_healthy() {
+            self.fingerprint ^= share(key, incarnation, version);
+        }
+        k.incarnation = incarnation;
         k.status = status;
-        if was != status.is_healthy() {
-            self.fingerprint ^= mix(key, k.state.max_version());
-            if key != self.me {
-                if was {
-                    self.remove_peer(key);
-                } else {
-                    self.add_peer(key);
-                }
+        if was != status.is_healthy() && key != self.me {
+            if was {
+                self.remove_peer(key);
+            } else {
+                self.add_peer(key);
             }
         }
     }
@@ -316,7 +331,8 @@ impl Members {
         let after = k.state.max_version();
         if before != after {
             if k.status.is_healthy() {
-                self.fingerprint ^= mix(key, before) ^ mix(key, after);
+                let inc = k.incarnation;
+                self.fingerprint ^= share(key, inc, before) ^ share(key, inc, after);
             }
             k.change_seq = seq;
             self.next_seq += 1;

@@ -132,6 +132,18 @@ pub struct Metrics {
     pub members_removed: u64,
     /// Nodes told that we hold them for dead (so they can refute).
     pub dead_told: u64,
+    /// Member records refused because their address is unspecified
+    /// (`0.0.0.0`, `::`) or has port 0, which no peer could send to: a
+    /// packet's sender (the packet is dropped), a delta, a rumor or a
+    /// probe target. A node misconfigured to advertise such an address
+    /// shows up here on its peers.
+    pub unroutable_ids: u64,
+    /// Attempts to reach a member held dead or removed, or a seed that is
+    /// not an alive member, made every `reconnect_interval`.
+    pub reconnects: u64,
+    /// Membership claims taken from digests (a newer incarnation or status
+    /// than ours), i.e. what rumors alone failed to deliver here.
+    pub liveness_merged: u64,
     /// Pushes along the broadcast tree sent again for want of a PushAck.
     pub pushes_retried: u64,
     /// Pushes along the broadcast tree given up after every retry went

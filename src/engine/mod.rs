@@ -16,6 +16,8 @@ mod pair;
 mod phi;
 mod probe;
 mod push;
+mod reconnect;
+mod removed;
 mod rumor;
 mod state;
 mod suspicion;
@@ -117,7 +119,7 @@ pub enum BroadcastError {
 ///   received, [`handle_timeout`](Engine::handle_timeout) when the instant
 ///   from [`poll_timeout`](Engine::poll_timeout) has passed.
 /// * Local operations: [`set`](Engine::set), [`delete`](Engine::delete),
-///   [`add_seeds`](Engine::add_seeds).
+///   [`add_seeds`](Engine::add_seeds), [`set_seeds`](Engine::set_seeds).
 /// * Output, after every input or operation, in this order: drain
 ///   [`poll_transmit`](Engine::poll_transmit) and send each datagram, drain
 ///   [`poll_event`](Engine::poll_event), then re-arm the timer with
@@ -138,6 +140,7 @@ pub struct Engine {
     events: VecDeque<Event>,
     next_gossip: Instant,
     next_gc: Instant,
+    next_reconnect: Instant,
     metrics: Metrics,
     swim: Swim,
     /// Nodes whose state advanced since the last push, with the version
@@ -165,6 +168,13 @@ impl Engine {
         now: Instant,
     ) -> Result<Engine, EngineError> {
         config.validate()?;
+        if !routable(&me.addr) {
+            return Err(ConfigError {
+                field: "advertise",
+                reason: format!("{} is not an address peers can send to", me.addr),
+            }
+            .into());
+        }
         if me.name.is_empty() {
             return Err(ConfigError {
                 field: "name",
@@ -223,6 +233,7 @@ impl Engine {
             events: VecDeque::new(),
             next_gossip: now + interval,
             next_gc: now + config.tombstone_grace / 4,
+            next_reconnect: now + config.reconnect_interval,
             metrics: Metrics::default(),
             swim: Swim::new(&config, now),
             fresh: HashMap::new(),
@@ -372,6 +383,10 @@ impl Engine {
                 .count(&DecodeError::Invalid("bad sender"));
             return Err(());
         };
+        if !routable(&sender.addr) {
+            self.metrics.unroutable_ids += 1;
+            return Err(());
+        }
         if sender.name == self.me.name {
             // Our own name: a loop, a spoof, or our previous incarnation.
             self.metrics.drops.from_self += 1;
@@ -438,6 +453,12 @@ impl Engine {
             if self.next_gossip <= now {
                 self.next_gossip = now + self.config.gossip_interval;
             }
+        }
+        if now >= self.next_reconnect {
+            if !self.swim.leaving {
+                self.reconnect(now);
+            }
+            self.next_reconnect = now + self.config.reconnect_interval;
         }
         if now >= self.next_gc {
             self.collect_tombstones(now);
@@ -513,13 +534,25 @@ impl Engine {
         true
     }
 
-    /// Adds addresses to contact while this node knows no peer.
+    /// Adds addresses to contact while this node knows no peer, and at
+    /// every `reconnect_interval` while they are not alive members.
     pub fn add_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
         for s in seeds {
-            if s != self.me.addr && !self.seeds.contains(&s) {
+            if s != self.me.addr && !s.ip().is_unspecified() && !self.seeds.contains(&s) {
                 self.seeds.push(s);
             }
         }
+    }
+
+    /// Replaces the seed addresses (e.g. with a fresh DNS resolution).
+    pub fn set_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
+        self.seeds.clear();
+        self.add_seeds(seeds);
+    }
+
+    /// The seed addresses in use.
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
     }
 
     /// Adds `ids` as alive members with empty state, as if a join had
@@ -582,6 +615,7 @@ impl Engine {
         let t = self
             .next_gossip
             .min(self.next_gc)
+            .min(self.next_reconnect)
             .min(self.swim.next_deadline());
         let t = self.push_at.map_or(t, |p| t.min(p));
         self.pushes.next_due().map_or(t, |p| t.min(p))
@@ -624,6 +658,17 @@ impl Engine {
             messages: vec![],
             from_key: if in_sync { self.members.me() } else { 0 },
         }
+    }
+
+    /// Converts a member record from the network, refusing (and counting)
+    /// one that is malformed or whose address no peer could send to.
+    fn node_id(&mut self, p: Option<&proto::NodeId>) -> Option<NodeId> {
+        let id = NodeId::from_proto(p?)?;
+        if !routable(&id.addr) {
+            self.metrics.unroutable_ids += 1;
+            return None;
+        }
+        Some(id)
     }
 
     /// Learns of a node from a packet or delta; returns its key, or `None`
@@ -670,6 +715,12 @@ impl Engine {
             });
         }
     }
+}
+
+/// Whether peers can send to `addr`: a node advertising `0.0.0.0`, `::`
+/// or port 0 would have every peer send to itself.
+fn routable(addr: &SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && addr.port() != 0
 }
 
 /// Gives back the memory of a queue emptied after a burst (a join of

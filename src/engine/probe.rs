@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 
 use super::phi::RttDetector;
+use super::removed::{Removed, RemovedMembers};
 use super::rumor::{Rumors, Subject};
 use super::suspicion::Suspicions;
 use super::{Engine, Event, MemberStatus, NodeId};
@@ -57,13 +58,6 @@ pub(super) struct Dead {
     pub backoff: Duration,
 }
 
-#[derive(Debug)]
-pub(super) struct Removed {
-    pub generation: u64,
-    pub incarnation: u64,
-    pub at: Instant,
-}
-
 /// The failure detector's state, owned by the [`Engine`].
 #[derive(Debug)]
 pub(crate) struct Swim {
@@ -78,7 +72,7 @@ pub(crate) struct Swim {
     pub awareness: u32,
     pub suspicions: Suspicions,
     pub dead: HashMap<u64, Dead>,
-    pub removed: HashMap<String, Removed>,
+    pub removed: RemovedMembers,
     pub rumors: Rumors,
     pub broadcast_seq: u64,
     pub seen: HashSet<(String, u64)>,
@@ -100,7 +94,7 @@ impl Swim {
             awareness: 0,
             suspicions: Suspicions::default(),
             dead: HashMap::new(),
-            removed: HashMap::new(),
+            removed: RemovedMembers::default(),
             rumors: Rumors::default(),
             broadcast_seq: 0,
             seen: HashSet::new(),
@@ -134,9 +128,7 @@ impl Swim {
     /// Whether `name` at `generation` was removed and must not come back
     /// through third-party news.
     pub fn is_removed(&self, name: &str, generation: u64) -> bool {
-        self.removed
-            .get(name)
-            .is_some_and(|r| generation <= r.generation)
+        self.removed.is_removed(name, generation)
     }
 
     /// Drops every probe, relay, suspicion and retry (the node is leaving).
@@ -370,7 +362,7 @@ impl Engine {
         }
         let msg = member_update(&k.id, k.incarnation, MemberState::Suspect, &self.me.name);
         tracing::debug!(target_node = %k.id, "probe failed; suspect");
-        self.on_member_update(now, &msg);
+        self.on_member_update(now, &msg, None);
     }
 
     fn check_relays(&mut self, now: Instant) {
@@ -401,7 +393,7 @@ impl Engine {
                 continue;
             }
             let msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
-            self.on_member_update(now, &msg);
+            self.on_member_update(now, &msg, None);
         }
     }
 
@@ -436,23 +428,20 @@ impl Engine {
         for key in remove {
             self.swim.dead.remove(&key);
             if let Some(k) = self.members.remove(key) {
-                self.swim.removed.insert(
-                    k.id.name.clone(),
-                    Removed {
-                        generation: k.id.generation,
-                        incarnation: k.incarnation,
-                        at: now,
-                    },
-                );
+                self.swim.removed.insert(Removed {
+                    id: k.id.clone(),
+                    incarnation: k.incarnation,
+                    at: now,
+                    left: k.status == MemberStatus::Left,
+                });
                 self.metrics.members_removed += 1;
                 self.events.push_back(Event::MemberRemoved(k.id));
             }
         }
-        // Forget removals long past: by then no stale rumor survives.
-        let forget = retention * 10;
-        self.swim
-            .removed
-            .retain(|_, r| now.saturating_duration_since(r.at) < forget);
+        // Forget removals long past: by then no stale rumor survives, and
+        // reconnecting has given up.
+        let forget = (retention * 10).max(self.config.reconnect_timeout);
+        self.swim.removed.expire(now, forget);
         self.swim
             .told_dead
             .retain(|_, t| now.saturating_duration_since(*t) < retention);
@@ -477,7 +466,7 @@ impl Engine {
     }
 
     pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, req: proto::PingReq) {
-        let Some(target) = req.target.as_ref().and_then(NodeId::from_proto) else {
+        let Some(target) = self.node_id(req.target.as_ref()) else {
             return;
         };
         if target.name == self.me.name {
@@ -551,7 +540,7 @@ impl Engine {
     }
 }
 
-fn ping(seq: u64, target: &str, fingerprint: u64) -> proto::Message {
+pub(super) fn ping(seq: u64, target: &str, fingerprint: u64) -> proto::Message {
     proto::Message {
         kind: Some(Kind::Ping(proto::Ping {
             seq,

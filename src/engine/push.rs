@@ -155,6 +155,7 @@ impl Engine {
                                 key,
                                 version: from,
                                 gc: u64::MAX,
+                                liveness: 0,
                             };
                             (line, false)
                         })

@@ -730,6 +730,8 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         max_versions: vec![10_000; 1300],
         last_gc_versions: vec![],
         unknown: vec![],
+        // ...and at a newer incarnation of each: membership news too.
+        liveness: vec![5 << 2; 1300],
     };
     // A peer that has heard of every node but holds nothing.
     let behind = proto::Digest {
@@ -740,6 +742,7 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         max_versions: vec![0; 1000],
         last_gc_versions: vec![],
         unknown: vec![],
+        liveness: vec![],
     };
     for digest in [ahead, behind] {
         let syn = Kind::Syn(proto::Syn {
@@ -907,4 +910,88 @@ fn drained_queues_give_their_memory_back() {
     while e.poll_event().is_some() {}
     assert!(e.events.capacity() <= 256, "{}", e.events.capacity());
     assert!(e.transmits.capacity() <= 256, "{}", e.transmits.capacity());
+}
+
+// ----- self-healing membership ---------------------------------------------
+
+fn member_rumor(about: &NodeId, incarnation: u64, state: proto::MemberState, by: &str) -> Kind {
+    Kind::Member(probe::member_update(about, incarnation, state, by))
+}
+
+fn status_of(e: &Engine, name: &str) -> Option<(MemberStatus, u64)> {
+    e.members()
+        .into_iter()
+        .find(|m| m.id.name == name)
+        .map(|m| (m.status, m.incarnation))
+}
+
+#[test]
+fn a_refutation_whose_rumor_was_lost_still_arrives_through_digests() {
+    let mut net = Net::new(3, 1400);
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.nodes.iter().all(|e| e.member_count() == 3)
+    }));
+    let cluster = config().cluster;
+    let (n1, n2) = (id(1, 1), id(2, 1));
+    // n0 hears that n2 died, and is cut off before it can pass that on.
+    let now = net.now;
+    let dead = member_rumor(&n2, 0, proto::MemberState::Dead, "n1");
+    net.nodes[0].handle_packet(now, addr(1), &encode(&cluster, &n1, vec![dead]));
+    while net.nodes[0].poll_transmit().is_some() {}
+    net.isolated.insert(0);
+    assert_eq!(
+        status_of(&net.nodes[0], "n2"),
+        Some((MemberStatus::Dead, 0))
+    );
+    // n2 is suspected by n1 and refutes; its rumor runs out while n0
+    // hears nothing.
+    let suspect = member_rumor(&n2, 0, proto::MemberState::Suspect, "n1");
+    net.nodes[2].handle_packet(now, addr(1), &encode(&cluster, &n1, vec![suspect]));
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        status_of(&net.nodes[1], "n2"),
+        Some((MemberStatus::Alive, 1))
+    );
+    assert_eq!(
+        status_of(&net.nodes[0], "n2"),
+        Some((MemberStatus::Dead, 0))
+    );
+    assert_eq!(net.nodes[2].metrics().member_rumors_queued, 0);
+    // Back on the network: no rumor is left to tell n0, the digests do.
+    net.isolated.clear();
+    let healed = net.run_until(Duration::from_secs(2), |n| {
+        status_of(&n.nodes[0], "n2") == Some((MemberStatus::Alive, 1))
+    });
+    assert!(healed, "n0 still holds n2 dead");
+    assert!(net.nodes[0].metrics().liveness_merged > 0);
+}
+
+#[test]
+fn member_records_with_an_unspecified_address_are_refused_and_counted() {
+    let now = Instant::now();
+    let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
+    let cluster = config().cluster;
+    let anywhere = NodeId::new("x", 1, "0.0.0.0:7946".parse().unwrap());
+    // As a sender: the packet is dropped.
+    let ping = Kind::Ping(proto::Ping {
+        seq: 1,
+        target: String::new(),
+        fingerprint: 0,
+    });
+    e.handle_packet(now, addr(5), &encode(&cluster, &anywhere, vec![ping]));
+    assert!(e.poll_transmit().is_none(), "answered an unroutable sender");
+    // As a rumor or a delta from a good sender: the record is refused.
+    let good = id(1, 1);
+    let rumor = member_rumor(&anywhere, 0, proto::MemberState::Alive, "n1");
+    let delta = ack(vec![delta_of(
+        &NodeId::new("y", 1, "[::]:7946".parse().unwrap()),
+        &["k"],
+    )]);
+    e.handle_packet(now, addr(1), &encode(&cluster, &good, vec![rumor, delta]));
+    let names: Vec<String> = e.members().into_iter().map(|m| m.id.name).collect();
+    assert_eq!(names, ["n0", "n1"]);
+    assert_eq!(e.metrics().unroutable_ids, 3);
+    // And a node cannot be created with one.
+    let err = Engine::new(config(), anywhere, 1400, 1, now).unwrap_err();
+    assert!(err.to_string().contains("advertise"), "{err}");
 }

@@ -181,6 +181,11 @@ fn check_digest(d: Option<&proto::Digest>) -> Result<(), DecodeError> {
     if !d.last_gc_versions.is_empty() && d.last_gc_versions.len() != d.nodes.len() {
         return Err(DecodeError::Invalid("digest gc array differs in length"));
     }
+    if !d.liveness.is_empty() && d.liveness.len() != d.nodes.len() {
+        return Err(DecodeError::Invalid(
+            "digest liveness array differs in length",
+        ));
+    }
     Ok(())
 }
 

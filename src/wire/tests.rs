@@ -41,20 +41,20 @@ pub(crate) fn node_id() -> impl Strategy<Value = proto::NodeId> {
 }
 
 /// A valid digest: `nodes` and `max_versions` of equal length,
-/// `last_gc_versions` empty or of that length too.
+/// `last_gc_versions` and `liveness` empty or of that length too.
 pub(crate) fn digest() -> impl Strategy<Value = proto::Digest> {
     (0usize..24).prop_flat_map(|n| {
+        let optional = || prop_oneof![Just(Vec::new()), prop::collection::vec(any::<u64>(), n)];
         (
-            any::<u64>(),
-            any::<u32>(),
-            any::<bool>(),
+            (any::<u64>(), any::<u32>(), any::<bool>()),
             prop::collection::vec(any::<u64>(), n),
             prop::collection::vec(any::<u64>(), n),
-            prop_oneof![Just(Vec::new()), prop::collection::vec(any::<u64>(), n)],
+            optional(),
             prop::collection::vec(any::<u64>(), 0..8),
+            optional(),
         )
             .prop_map(
-                |(fingerprint, node_count, complete, nodes, max_versions, gc, unknown)| {
+                |((fingerprint, node_count, complete), nodes, max_versions, gc, unknown, live)| {
                     proto::Digest {
                         fingerprint,
                         node_count,
@@ -63,6 +63,7 @@ pub(crate) fn digest() -> impl Strategy<Value = proto::Digest> {
                         max_versions,
                         last_gc_versions: gc,
                         unknown,
+                        liveness: live,
                     }
                 },
             )
@@ -495,6 +496,12 @@ fn digests_must_have_matching_arrays() {
         last_gc_versions: vec![0],
         ..empty_digest()
     };
+    let uneven_liveness = proto::Digest {
+        nodes: vec![1, 2],
+        max_versions: vec![1, 2],
+        liveness: vec![4],
+        ..empty_digest()
+    };
     for make in [&syn as &dyn Fn(_) -> _, &syn_ack] {
         assert_eq!(invalid(&make(None)), "no digest");
         assert_eq!(
@@ -504,6 +511,10 @@ fn digests_must_have_matching_arrays() {
         assert_eq!(
             invalid(&make(Some(uneven_gc.clone()))),
             "digest gc array differs in length"
+        );
+        assert_eq!(
+            invalid(&make(Some(uneven_liveness.clone()))),
+            "digest liveness array differs in length"
         );
         assert!(decode_packet(&make(Some(empty_digest()))).is_ok());
     }
@@ -739,6 +750,7 @@ fn digest_with(n: usize, version: u64, gc: u64) -> proto::Digest {
         max_versions: vec![version; n],
         last_gc_versions: if gc > 0 { vec![gc; n] } else { vec![] },
         unknown: vec![],
+        liveness: vec![],
     }
 }
 

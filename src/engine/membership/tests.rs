@@ -43,14 +43,14 @@ fn status(s: u8) -> MemberStatus {
     ][usize::from(s % 4)]
 }
 
-/// Model: name -> (key, status, max_version).
-type Model = BTreeMap<String, (u64, MemberStatus, u64)>;
+/// Model: name -> (key, status, max_version, incarnation).
+type Model = BTreeMap<String, (u64, MemberStatus, u64, u64)>;
 
 fn check(m: &Members, model: &Model) {
     assert_eq!(m.len(), model.len());
     let mut fingerprint = 0;
     let mut peers = HashSet::new();
-    for (name, &(key, st, version)) in model {
+    for (name, &(key, st, version, inc)) in model {
         let k = m.get(key).expect("known by key");
         assert_eq!(&k.id.name, name);
         assert_eq!(k.key, key);
@@ -58,7 +58,7 @@ fn check(m: &Members, model: &Model) {
         assert_eq!(k.state.max_version(), version);
         assert_eq!(m.key_of(name), Some(key));
         if st.is_healthy() {
-            fingerprint ^= mix(key, version);
+            fingerprint ^= share(key, inc, version);
             if key != m.me() {
                 peers.insert(key);
             }
@@ -86,36 +86,38 @@ proptest! {
         let me = id(0, 1);
         let mut m = Members::new(me.clone());
         let mut model = Model::new();
-        model.insert(me.name.clone(), (me.key(), MemberStatus::Alive, 0));
+        model.insert(me.name.clone(), (me.key(), MemberStatus::Alive, 0, 0));
         for (i, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Learn(n, g) => {
                     let new = id(n, g);
                     match model.get(&new.name).copied() {
-                        Some((_, _, _)) if m.by_name(&new.name).unwrap().id.generation >= g => {}
-                        Some((old, _, _)) => {
+                        Some(_) if m.by_name(&new.name).unwrap().id.generation >= g => {}
+                        Some((old, ..)) => {
                             m.remove(old);
                             m.insert(new.clone());
-                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0));
+                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0, 0));
                         }
                         None => {
                             m.insert(new.clone());
-                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0));
+                            model.insert(new.name.clone(), (new.key(), MemberStatus::Alive, 0, 0));
                         }
                     }
                 }
                 Op::Remove(n) => {
                     let name = format!("m{n}");
                     if n != 0 {
-                        if let Some((key, _, _)) = model.remove(&name) {
+                        if let Some((key, ..)) = model.remove(&name) {
                             prop_assert!(m.remove(key).is_some());
                         }
                     }
                 }
                 Op::Status(n, s) => {
                     if let Some(e) = model.get_mut(&format!("m{n}")) {
-                        m.set_status(e.0, status(s), 1);
+                        // Incarnations vary too: they count in the fingerprint.
+                        m.set_status(e.0, status(s), u64::from(s));
                         e.1 = status(s);
+                        e.3 = u64::from(s);
                     }
                 }
                 Op::Write(n) => {

@@ -1,0 +1,144 @@
+//! Members removed from the table after their dead retention.
+//!
+//! They are remembered for two reasons: stale news (a relayed rumor or
+//! delta from a peer that missed the death) must not bring a removed
+//! member back — only its own refutation, at a higher incarnation, may —
+//! and a member removed as dead is tried again every `reconnect_interval`
+//! until `reconnect_timeout`, because a partition looks exactly like
+//! death from either side. Members that left on purpose are not tried.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use super::NodeId;
+
+/// One removed member.
+#[derive(Debug, Clone)]
+pub(crate) struct Removed {
+    /// Its last identity (name, generation, address).
+    pub id: NodeId,
+    /// Its incarnation when it was removed.
+    pub incarnation: u64,
+    /// When it was removed.
+    pub at: Instant,
+    /// Whether it left on purpose (then it is never reconnected).
+    pub left: bool,
+}
+
+/// The removed members, by name (ordered, so that whatever iterates them
+/// does so in the same order on every run) and by node key.
+#[derive(Debug, Default)]
+pub(crate) struct RemovedMembers {
+    by_name: BTreeMap<String, Removed>,
+    names: HashMap<u64, String>,
+}
+
+impl RemovedMembers {
+    /// Records a removal (replacing an older one of the same name).
+    pub fn insert(&mut self, r: Removed) {
+        if let Some(old) = self.by_name.get(&r.id.name) {
+            self.names.remove(&old.id.key());
+        }
+        self.names.insert(r.id.key(), r.id.name.clone());
+        self.by_name.insert(r.id.name.clone(), r);
+    }
+
+    /// The removal of `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&Removed> {
+        self.by_name.get(name)
+    }
+
+    /// The removal of the node with key `key`, if any.
+    pub fn by_key(&self, key: u64) -> Option<&Removed> {
+        self.names.get(&key).and_then(|n| self.by_name.get(n))
+    }
+
+    /// Forgets the removal of `name` (it came back).
+    pub fn forget(&mut self, name: &str) -> Option<Removed> {
+        let r = self.by_name.remove(name)?;
+        self.names.remove(&r.id.key());
+        Some(r)
+    }
+
+    /// Whether `name` at `generation` was removed and must not come back
+    /// through third-party news.
+    pub fn is_removed(&self, name: &str, generation: u64) -> bool {
+        self.get(name)
+            .is_some_and(|r| generation <= r.id.generation)
+    }
+
+    /// Forgets removals older than `keep`.
+    pub fn expire(&mut self, now: Instant, keep: Duration) {
+        let names = &mut self.names;
+        self.by_name.retain(|_, r| {
+            let kept = now.saturating_duration_since(r.at) < keep;
+            if !kept {
+                names.remove(&r.id.key());
+            }
+            kept
+        });
+    }
+
+    /// Members removed as dead less than `timeout` ago: the ones to try
+    /// to reconnect, in name order.
+    pub fn to_reconnect(&self, now: Instant, timeout: Duration) -> impl Iterator<Item = &Removed> {
+        self.by_name
+            .values()
+            .filter(move |r| !r.left && now.saturating_duration_since(r.at) < timeout)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn removed(name: &str, generation: u64, at: Instant, left: bool) -> Removed {
+        Removed {
+            id: NodeId::new(name, generation, "10.0.0.1:7946".parse().unwrap()),
+            incarnation: 3,
+            at,
+            left,
+        }
+    }
+
+    #[test]
+    fn finds_by_name_and_key_and_forgets_both() {
+        let t = Instant::now();
+        let mut r = RemovedMembers::default();
+        r.insert(removed("a", 1, t, false));
+        let key = NodeId::new("a", 1, "10.0.0.1:7946".parse().unwrap()).key();
+        assert_eq!(r.by_key(key).map(|r| r.incarnation), Some(3));
+        assert!(r.is_removed("a", 1));
+        assert!(!r.is_removed("a", 2), "a newer generation is a new node");
+        // A newer removal of the same name replaces the key index too.
+        r.insert(removed("a", 2, t, false));
+        assert!(r.by_key(key).is_none());
+        assert_eq!(r.len(), 1);
+        assert!(r.forget("a").is_some());
+        assert_eq!(r.len(), 0);
+        assert!(r.names.is_empty());
+    }
+
+    #[test]
+    fn reconnects_the_dead_not_the_departed_until_the_timeout() {
+        let t = Instant::now();
+        let mut r = RemovedMembers::default();
+        r.insert(removed("dead", 1, t, false));
+        r.insert(removed("left", 1, t, true));
+        let names = |now| {
+            r.to_reconnect(now, Duration::from_secs(60))
+                .map(|r| r.id.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(t), ["dead"]);
+        assert!(names(t + Duration::from_secs(61)).is_empty());
+        r.expire(t + Duration::from_secs(10), Duration::from_secs(5));
+        assert_eq!(r.len(), 0);
+        assert!(r.names.is_empty());
+    }
+}
