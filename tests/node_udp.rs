@@ -97,3 +97,65 @@ async fn nodes_converge_over_ipv6_loopback() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn seeds_given_by_name_are_resolved_and_a_bad_name_is_not_fatal() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let a = Node::builder(Config::local().with_name("a"))
+        .start_udp(any)
+        .await
+        .unwrap();
+    let port = a.local_id().addr.port();
+    // One name that never resolves, one that does (localhost: 127.0.0.1
+    // and ::1, of which only the first has a node).
+    let b = Node::builder(Config::local().with_name("b"))
+        .seed_hosts([
+            "no-such-host.invalid:7946".to_owned(),
+            format!("localhost:{port}"),
+        ])
+        .start_udp(any)
+        .await
+        .unwrap();
+    let joined = wait_for(Duration::from_secs(20), async || {
+        a.metrics().await.unwrap().members.alive == 2
+            && b.metrics().await.unwrap().members.alive == 2
+    })
+    .await;
+    assert!(joined, "b never joined a through the name `localhost`");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_seed_name_without_a_port_or_an_unspecified_advertise_is_refused() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let err = Node::builder(Config::local().with_name("x"))
+        .seed_hosts(["db-1"])
+        .start_udp(any)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`seeds`"), "{err}");
+    let err = Node::builder(Config::local().with_name("x"))
+        .advertise("0.0.0.0:7946".parse().unwrap())
+        .start_udp(any)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`advertise`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_node_bound_to_the_unspecified_address_never_advertises_it() {
+    // Whatever this host has, the node either picks one real address or
+    // refuses to start naming `advertise`: it never advertises 0.0.0.0.
+    match Node::builder(Config::local().with_name("x"))
+        .start_udp("0.0.0.0:0".parse().unwrap())
+        .await
+    {
+        Ok(node) => {
+            let addr = node.local_id().addr;
+            assert!(!addr.ip().is_unspecified() && addr.port() != 0, "{addr}");
+            node.shutdown().await;
+        }
+        Err(e) => assert!(e.to_string().contains("`advertise`"), "{e}"),
+    }
+}

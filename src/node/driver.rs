@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::keys::{KEYS_STATE_KEY, KeyPublisher};
+use super::seeds::Seeds;
 use super::{Command, NodeMetrics, SeedProvider};
 use crate::Event;
 use crate::engine::Engine;
@@ -21,6 +22,7 @@ pub(crate) async fn run<T: Transport>(
     transport: T,
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
+    mut seeds: Seeds,
     mut seed_provider: Option<SeedProvider>,
     mut keys: Option<KeyPublisher>,
 ) {
@@ -56,11 +58,15 @@ pub(crate) async fn run<T: Transport>(
         }
         if let Some(provider) = seed_provider.as_mut() {
             if engine.needs_seeds() && Instant::now() >= next_seed_ask {
-                engine.add_seeds(provider());
+                seeds.add(&mut engine, provider());
                 next_seed_ask = Instant::now() + SEED_RETRY;
             }
         }
-        let deadline = Instant::from_std(engine.poll_timeout());
+        seeds.resolve_if_due(&engine);
+        let mut deadline = Instant::from_std(engine.poll_timeout());
+        if let Some(t) = seeds.next_due() {
+            deadline = deadline.min(t);
+        }
         tokio::select! {
             r = transport.recv() => match r {
                 Ok((from, bytes)) => {
@@ -81,6 +87,7 @@ pub(crate) async fn run<T: Transport>(
                     break;
                 }
             },
+            resolution = seeds.resolved() => seeds.apply(&mut engine, resolution),
             cmd = commands.recv() => match cmd {
                 None => break,
                 Some(Command::Shutdown(ack)) => {
@@ -92,6 +99,7 @@ pub(crate) async fn run<T: Transport>(
                     leave_ack = Some((ack, told));
                     break;
                 }
+                Some(Command::AddSeeds(addrs)) => seeds.add(&mut engine, addrs),
                 Some(Command::PublishKeys(ack)) => {
                     let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine));
                     let _ = ack.send(published);
@@ -157,11 +165,13 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
                 .collect();
             let _ = tx.send(snapshot);
         }
-        Command::AddSeeds(seeds) => engine.add_seeds(seeds),
         Command::Broadcast(payload, tx) => {
             let _ = tx.send(engine.broadcast(payload));
         }
         // Handled in `run`, which owns what they need.
-        Command::Shutdown(_) | Command::PublishKeys(_) | Command::Leave(_) => {}
+        Command::Shutdown(_)
+        | Command::PublishKeys(_)
+        | Command::Leave(_)
+        | Command::AddSeeds(_) => {}
     }
 }

@@ -49,11 +49,13 @@
 //! * `keys` — key rotation through the handle and the `__sw.keys` gossip.
 //! * `cluster_keys` — [`ClusterKeys`], the cluster-wide view of keys.
 
+mod advertise;
 mod cluster_keys;
 mod driver;
 mod encrypted;
 mod events;
 mod keys;
+mod seeds;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -152,6 +154,7 @@ pub struct NodeMetrics {
 pub struct NodeBuilder {
     config: Config,
     seeds: Vec<SocketAddr>,
+    seed_hosts: Vec<String>,
     seed_provider: Option<SeedProvider>,
     initial_state: Vec<(String, Bytes)>,
     advertise: Option<SocketAddr>,
@@ -163,6 +166,17 @@ impl NodeBuilder {
     /// Addresses to contact first to join the cluster.
     pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.seeds.extend(seeds);
+        self
+    }
+
+    /// Seeds given as `host:port` names (or address literals), resolved by
+    /// DNS when the node starts and again every `reconnect_interval`
+    /// (every second while the node knows no peer), so a DNS record that
+    /// changes — a Kubernetes headless service, say — is followed. A name
+    /// that does not resolve is logged and retried; it never stops the
+    /// node. One without a port is refused at start, naming `seeds`.
+    pub fn seed_hosts<S: Into<String>>(mut self, hosts: impl IntoIterator<Item = S>) -> Self {
+        self.seed_hosts.extend(hosts.into_iter().map(Into::into));
         self
     }
 
@@ -183,7 +197,11 @@ impl NodeBuilder {
     }
 
     /// The address peers should use for this node, when it differs from
-    /// the transport's local address (e.g. bound to `0.0.0.0`).
+    /// the transport's local address (behind NAT, or to choose among
+    /// several interfaces); port 0 means the bound port. Without it, a
+    /// node bound to `0.0.0.0` or `::` advertises the host's one private
+    /// IPv4 (or global/unique-local IPv6) address, and refuses to start,
+    /// naming `advertise`, when there is none or several.
     pub fn advertise(mut self, addr: SocketAddr) -> Self {
         self.advertise = Some(addr);
         self
@@ -227,7 +245,13 @@ impl NodeBuilder {
     ) -> Result<Node, NodeError> {
         let mut config = self.config;
         config.validate()?;
-        let addr = self.advertise.unwrap_or_else(|| transport.local_addr());
+        for name in &self.seed_hosts {
+            seeds::check_name(name).map_err(|reason| ConfigError {
+                field: "seeds",
+                reason,
+            })?;
+        }
+        let addr = advertise::resolve(transport.local_addr(), self.advertise)?;
         if config.name.is_empty() {
             config.name = addr.to_string();
         }
@@ -253,7 +277,8 @@ impl NodeBuilder {
         for (k, v) in self.initial_state {
             engine.set(&k, v)?;
         }
-        engine.add_seeds(self.seeds);
+        let seeds = seeds::Seeds::new(self.seeds, self.seed_hosts);
+        seeds.hand_over(&mut engine);
         let mut publisher = self.keyring.clone().map(KeyPublisher::new);
         if let Some(publisher) = publisher.as_mut() {
             publisher.publish(&mut engine)?;
@@ -265,6 +290,7 @@ impl NodeBuilder {
             transport,
             cmd_rx,
             events_tx.clone(),
+            seeds,
             self.seed_provider,
             publisher,
         ));
@@ -313,6 +339,7 @@ impl Node {
         NodeBuilder {
             config,
             seeds: Vec::new(),
+            seed_hosts: Vec::new(),
             seed_provider: None,
             initial_state: Vec::new(),
             advertise: None,
