@@ -1,0 +1,169 @@
+//! `scuttlewire agent`: start one node, print what happens, leave on a
+//! signal.
+//!
+//! The order matters: signal handlers are installed before the node starts
+//! (a SIGTERM during start-up must still end in a graceful leave, not the
+//! default kill), the event stream is subscribed right after `start` (the
+//! earliest moment a handle exists), and the `started` line is printed
+//! before any event line so readers can rely on it coming first.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use scuttlewire::seal::{Key, Keyring};
+use scuttlewire::transport::{EncryptionConfig, Quic, QuicConfig};
+use scuttlewire::{Node, NodeError};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::Failure;
+use crate::logging;
+use crate::options::{AgentArgs, Security};
+use crate::output::{self, Output};
+
+/// Runs the agent until SIGINT or SIGTERM; returns once the node has left.
+pub async fn run(args: AgentArgs) -> Result<(), Failure> {
+    logging::init(args.log.clone());
+    let mut signals = Signals::install()?;
+    let out = Output { json: args.json };
+    let (node, transport) = start(&args).await?;
+    let mut events = node.events();
+    out.print(&output::started(node.local_id(), transport, &args.cluster));
+    let mut reports = args.report_every().map(report_ticker);
+
+    let signal = loop {
+        tokio::select! {
+            name = signals.next() => break name,
+            event = events.next() => match event {
+                Some(event) => out.print(&output::event(&event)),
+                // The driver stopped by itself (its transport closed):
+                // there is nobody left to tell.
+                None => return Err(Failure::runtime("the node stopped unexpectedly (transport closed)")),
+            },
+            () = next_tick(&mut reports) => match report(&node).await {
+                Ok(line) => out.print(&line),
+                Err(e) => return Err(Failure::runtime(format!("report: {e}"))),
+            },
+        }
+    };
+
+    tracing::info!(signal, "leaving the cluster");
+    out.print(&output::leaving());
+    let told = match node.leave().await {
+        Ok(told) => told,
+        // Already stopped: nothing was sent, and nothing is left to do.
+        Err(NodeError::Closed) => 0,
+        Err(e) => return Err(Failure::runtime(format!("leave: {e}"))),
+    };
+    out.print(&output::stopped(told));
+    Ok(())
+}
+
+/// Starts the node the flags describe; returns it with the transport's name
+/// for the `started` line.
+async fn start(args: &AgentArgs) -> Result<(Node, &'static str), Failure> {
+    let security = args.security()?;
+    let config = args
+        .preset
+        .config()
+        .with_cluster(args.cluster.as_str())
+        .with_name(args.node_name());
+    let mut builder = Node::builder(config).seed_hosts(args.seed_hosts());
+    if let Some(addr) = args.advertise_addr()? {
+        builder = builder.advertise(addr);
+    }
+    for (key, value) in args.state_items() {
+        builder = builder.initial_state(key, value);
+    }
+    let bind = args.bind;
+    let started = match security {
+        Security::Plain => (builder.start_udp(bind).await, "udp"),
+        Security::Encrypted { key_file, cipher } => {
+            let key = Key::from_file(&key_file).map_err(|e| Failure::flag("--key-file", e))?;
+            let encryption = EncryptionConfig {
+                cipher,
+                ..EncryptionConfig::default()
+            };
+            let node = builder
+                .start_encrypted_udp(bind, Keyring::new(key), encryption)
+                .await;
+            (node, "encrypted-udp")
+        }
+        Security::Quic { ca, cert, key } => {
+            let tls = QuicConfig::from_pem_files(&ca, &cert, &key)
+                .map_err(|e| Failure::flag("--quic-ca/--quic-cert/--quic-key", e))?;
+            let quic = Quic::bind(bind, tls)
+                .await
+                .map_err(|e| Failure::runtime(format!("QUIC on --bind {bind}: {e}")))?;
+            (builder.start(quic).await, "quic")
+        }
+    };
+    match started {
+        (Ok(node), transport) => Ok((node, transport)),
+        (Err(e), _) => Err(start_failure(e, bind)),
+    }
+}
+
+/// Names the flag behind a refused start where the error alone does not.
+fn start_failure(e: NodeError, bind: SocketAddr) -> Failure {
+    match e {
+        // Names the config field itself (e.g. `advertise`, `cluster`).
+        NodeError::Config(e) => Failure::runtime(e),
+        NodeError::Set(e) => Failure::flag("--state", e),
+        NodeError::Transport(e) => Failure::runtime(format!("--bind {bind}: {e}")),
+        other => Failure::runtime(other),
+    }
+}
+
+/// The `report` line: members and counters, read from the node.
+async fn report(node: &Node) -> Result<output::Line, NodeError> {
+    let members = node.members().await?;
+    let metrics = node.metrics().await?;
+    Ok(output::report(members, &metrics))
+}
+
+/// Ticks every `period`, the first time one period after start (the
+/// cluster has had time to say something); a slow report delays the next
+/// one instead of bunching them up.
+fn report_ticker(period: Duration) -> Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+/// The next report tick, or never when reports are off.
+async fn next_tick(ticker: &mut Option<Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT and SIGTERM, registered up front (`ctrl_c()` would register only
+/// when first polled, after the node started).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Failure> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Failure::runtime(format!("cannot handle {name}: {e}")))
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

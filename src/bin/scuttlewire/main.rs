@@ -1,0 +1,157 @@
+//! `scuttlewire`: the command-line agent of the scuttlewire gossip library.
+//!
+//! `scuttlewire agent` runs one cluster member until SIGINT or SIGTERM and
+//! prints what it sees (joins, status changes, state, periodic reports) on
+//! stdout, one line per event, readable or JSON. `scuttlewire keygen` prints
+//! a fresh cluster key for `--key-file`.
+//!
+//! The binary uses only the library's public API (see
+//! `ARCHITECTURE.md`: `src/bin/` may not reach into engine internals).
+//!
+//! # Layout
+//!
+//! * `main` — the command line (clap) and the exit codes.
+//! * `options` — the agent's flags and environment variables, and the
+//!   checks that involve several of them.
+//! * `values` — the parsers of single flag values (seeds, state,
+//!   advertise, durations).
+//! * `agent` — starts the node and runs the event / report / signal loop.
+//! * `output` — renders events and reports as JSON or readable lines.
+//! * `logging` — a small stderr subscriber for the library's `tracing`
+//!   logs, so the binary needs no logging dependency of its own.
+
+mod agent;
+mod logging;
+mod options;
+mod output;
+mod values;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use options::AgentArgs;
+
+/// Gossip cluster membership and state (Scuttlebutt + SWIM).
+///
+/// Every option of every command can also be given as an environment
+/// variable (shown as [env: ...]); a flag on the command line wins over the
+/// environment.
+#[derive(Debug, Parser)]
+#[command(name = "scuttlewire", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands. Operator commands (`members`, `keys`, ...) will join
+/// `agent` here.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one cluster member until SIGINT or SIGTERM, then leave gracefully.
+    ///
+    /// Prints one line per event on stdout (member joined, status changed,
+    /// key set, ...), readable or JSON (--json), and a report of every
+    /// member every --report-interval. Logs go to stderr (--log).
+    Agent(Box<AgentArgs>),
+    /// Print a fresh random cluster key (base64, 32 bytes) for --key-file.
+    ///
+    /// Store it readable by the agent's user only, e.g.
+    /// `umask 077; scuttlewire keygen > /etc/scuttlewire/cluster.key`, and
+    /// give every member the same file.
+    Keygen,
+}
+
+/// Why the binary stops with a non-zero status; printed as one
+/// `error: ...` line on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    /// 2 for a bad flag or environment variable (as clap's own errors),
+    /// 1 for a failure at run time.
+    code: u8,
+}
+
+impl Failure {
+    /// A bad value of `flag` (e.g. `--bind`); the message says what is wrong.
+    pub fn flag(flag: &str, message: impl fmt::Display) -> Failure {
+        Failure {
+            message: format!("{flag}: {message}"),
+            code: 2,
+        }
+    }
+
+    /// A failure once the flags were accepted (socket, node, signal).
+    pub fn runtime(message: impl fmt::Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => agent::run(*args).await,
+        Command::Keygen => keygen(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// `scuttlewire keygen`: one base64 key on stdout, nothing else, so that
+/// `> file` makes a valid `--key-file`.
+fn keygen() -> Result<(), Failure> {
+    let key = scuttlewire::seal::Key::generate().map_err(Failure::runtime)?;
+    println!("{}", key.to_base64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn agent_is_a_subcommand_with_defaults() {
+        let cli = Cli::try_parse_from(["scuttlewire", "agent"]).unwrap();
+        let Command::Agent(args) = cli.command else {
+            panic!("not the agent command");
+        };
+        assert_eq!(args.bind, "0.0.0.0:7946".parse().unwrap());
+        assert_eq!(args.cluster, "scuttlewire");
+        assert!(!args.json);
+        let cli = Cli::try_parse_from(["scuttlewire", "agent", "--json"]).unwrap();
+        let Command::Agent(args) = cli.command else {
+            panic!("not the agent command");
+        };
+        assert!(args.json);
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_flag() {
+        let err = Cli::try_parse_from(["scuttlewire", "agent", "--bind", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("--bind"), "{err}");
+        let err = Cli::try_parse_from(["scuttlewire", "agent", "--preset", "mars"]).unwrap_err();
+        assert!(err.to_string().contains("--preset"), "{err}");
+    }
+}

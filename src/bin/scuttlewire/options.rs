@@ -1,0 +1,372 @@
+//! The agent's flags and environment variables.
+//!
+//! A value that can be judged alone is checked by its clap `value_parser`
+//! (in `values`), so clap refuses it naming the flag, also when it came
+//! from the environment. Checks that look at several flags together (QUIC
+//! needs three files, QUIC and `--key-file` exclude each other,
+//! `--advertise` borrows the port of `--bind`) are methods of
+//! [`AgentArgs`] returning a [`Failure`] that names the flag. Nothing here
+//! opens a socket, so it is all unit-tested.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::FalseyValueParser;
+use clap::{Args, ValueEnum};
+use scuttlewire::Config;
+use scuttlewire::seal::Cipher;
+
+use crate::Failure;
+use crate::logging::{DEFAULT_LOG, LogFilter};
+use crate::values::{
+    Advertise, Seeds, StateItems, parse_advertise, parse_duration, parse_seeds, parse_state,
+};
+
+/// Flags of `scuttlewire agent`. Each reads the environment variable shown
+/// in its help when the flag is absent.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Node name, unique in the cluster [default: this host's name; if there
+    /// is none, the advertised address]
+    #[arg(long, env = "SCUTTLEWIRE_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Address and UDP port to listen on; 0.0.0.0 or :: listen on every
+    /// interface and advertise the host's address (see --advertise)
+    #[arg(
+        long,
+        env = "SCUTTLEWIRE_BIND",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:7946"
+    )]
+    pub bind: SocketAddr,
+
+    /// Address peers reach this node at, IP or IP:PORT (IP alone takes the
+    /// port of --bind) [default: the --bind address, or when that is
+    /// 0.0.0.0 or ::, the host's address]
+    #[arg(long, env = "SCUTTLEWIRE_ADVERTISE", value_name = "IP[:PORT]", value_parser = parse_advertise)]
+    pub advertise: Option<Advertise>,
+
+    /// Members to join through, comma-separated HOST:PORT (names or IP
+    /// literals, IPv6 as `[::1]:7946`); names are resolved again at every
+    /// attempt, so a seed that is not up yet is simply retried
+    #[arg(long, env = "SCUTTLEWIRE_SEEDS", value_name = "HOST:PORT,...", value_parser = parse_seeds)]
+    pub seeds: Vec<Seeds>,
+
+    /// Cluster name; nodes of other clusters are ignored (and with
+    /// --key-file it authenticates every datagram)
+    #[arg(
+        long,
+        env = "SCUTTLEWIRE_CLUSTER",
+        value_name = "NAME",
+        default_value = "scuttlewire"
+    )]
+    pub cluster: String,
+
+    /// Timing preset (probe, gossip and failure-detection intervals)
+    #[arg(long, env = "SCUTTLEWIRE_PRESET", value_enum, default_value_t = Preset::Lan)]
+    pub preset: Preset,
+
+    /// File holding the base64 cluster key (make one with `scuttlewire
+    /// keygen`): every datagram is encrypted and authenticated with it
+    #[arg(long, env = "SCUTTLEWIRE_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Cipher this node seals with when --key-file is given (every node
+    /// opens all three) [default: aes-256-gcm]
+    #[arg(long, env = "SCUTTLEWIRE_CIPHER", value_enum)]
+    pub cipher: Option<CipherName>,
+
+    /// QUIC transport: PEM file of the cluster CA that signed every node's
+    /// certificate (needs --quic-cert and --quic-key)
+    #[arg(long, env = "SCUTTLEWIRE_QUIC_CA", value_name = "PATH")]
+    pub quic_ca: Option<PathBuf>,
+
+    /// QUIC transport: PEM file of this node's certificate chain
+    #[arg(long, env = "SCUTTLEWIRE_QUIC_CERT", value_name = "PATH")]
+    pub quic_cert: Option<PathBuf>,
+
+    /// QUIC transport: PEM file of this node's private key
+    #[arg(long, env = "SCUTTLEWIRE_QUIC_KEY", value_name = "PATH")]
+    pub quic_key: Option<PathBuf>,
+
+    /// State this node publishes from the start, comma-separated KEY=VALUE
+    /// (a value cannot contain a comma)
+    #[arg(long, env = "SCUTTLEWIRE_STATE", value_name = "KEY=VALUE,...", value_parser = parse_state)]
+    pub state: Vec<StateItems>,
+
+    /// Print events as one JSON object per line instead of readable lines
+    /// (the variable: 1, true, yes or on; 0, false, no, off or empty for
+    /// readable lines)
+    #[arg(long, env = "SCUTTLEWIRE_JSON", value_parser = FalseyValueParser::new())]
+    pub json: bool,
+
+    /// Print a report of every member and the counters this often, e.g.
+    /// 1s, 500ms, 2m; 0 turns it off [default: off]
+    #[arg(long, env = "SCUTTLEWIRE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub report_interval: Option<Duration>,
+
+    /// Which logs reach stderr: a level (off, error, warn, info, debug,
+    /// trace) and TARGET=LEVEL overrides, comma-separated
+    #[arg(
+        long,
+        env = "SCUTTLEWIRE_LOG",
+        value_name = "FILTER",
+        default_value = DEFAULT_LOG,
+        value_parser = LogFilter::parse
+    )]
+    pub log: LogFilter,
+}
+
+/// The `--preset` values, one per `Config` preset (their doc comments are
+/// the `--help` text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// A data centre or office network (Config::lan)
+    Lan,
+    /// Links across regions: slower, jitter-tolerant (Config::wan)
+    Wan,
+    /// Every node on one machine: fast timers, for trying things out (Config::local)
+    Local,
+}
+
+impl Preset {
+    /// The library's configuration for this preset.
+    pub fn config(self) -> Config {
+        match self {
+            Preset::Lan => Config::lan(),
+            Preset::Wan => Config::wan(),
+            Preset::Local => Config::local(),
+        }
+    }
+}
+
+/// The `--cipher` values, named as the ciphers' specifications do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CipherName {
+    /// AES-256-GCM: fastest with AES hardware (most servers)
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+    /// ChaCha20-Poly1305: fast without AES hardware
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// XChaCha20-Poly1305: ChaCha20-Poly1305 with an extended nonce
+    #[value(name = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
+}
+
+impl From<CipherName> for Cipher {
+    fn from(name: CipherName) -> Cipher {
+        match name {
+            CipherName::Aes256Gcm => Cipher::Aes256Gcm,
+            CipherName::ChaCha20Poly1305 => Cipher::ChaCha20Poly1305,
+            CipherName::XChaCha20Poly1305 => Cipher::XChaCha20Poly1305,
+        }
+    }
+}
+
+/// How the node's datagrams travel, from `--key-file` and `--quic-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Plain UDP.
+    Plain,
+    /// UDP sealed with the key in `key_file`.
+    Encrypted {
+        /// `--key-file`.
+        key_file: PathBuf,
+        /// `--cipher`, or the default.
+        cipher: Cipher,
+    },
+    /// QUIC with mutual TLS.
+    Quic {
+        /// `--quic-ca`.
+        ca: PathBuf,
+        /// `--quic-cert`.
+        cert: PathBuf,
+        /// `--quic-key`.
+        key: PathBuf,
+    },
+}
+
+impl AgentArgs {
+    /// The node name: `--name`, else the host name, else empty (the library
+    /// then names the node after its address). An empty `--name` counts as
+    /// absent.
+    pub fn node_name(&self) -> String {
+        self.name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(host_name)
+    }
+
+    /// The advertised address, if one was given: `--advertise` with the
+    /// port of `--bind` when it has none.
+    pub fn advertise_addr(&self) -> Result<Option<SocketAddr>, Failure> {
+        match self.advertise {
+            None | Some(Advertise::Unset) => Ok(None),
+            Some(Advertise::Addr(addr)) => Ok(Some(addr)),
+            Some(Advertise::Ip(_)) if self.bind.port() == 0 => Err(Failure::flag(
+                "--advertise",
+                "give IP:PORT when --bind has port 0 (the port is not known in advance)",
+            )),
+            Some(Advertise::Ip(ip)) => Ok(Some(SocketAddr::new(ip, self.bind.port()))),
+        }
+    }
+
+    /// How often to print a report; `None` when off (absent or 0).
+    pub fn report_every(&self) -> Option<Duration> {
+        self.report_interval.filter(|d| !d.is_zero())
+    }
+
+    /// Every `--seeds` entry, in order.
+    pub fn seed_hosts(&self) -> Vec<String> {
+        self.seeds
+            .iter()
+            .flat_map(|s| s.0.iter().cloned())
+            .collect()
+    }
+
+    /// Every `--state` pair, in order (a repeated key: the last one wins).
+    pub fn state_items(&self) -> Vec<(String, String)> {
+        self.state
+            .iter()
+            .flat_map(|s| s.0.iter().cloned())
+            .collect()
+    }
+
+    /// The transport the flags ask for; refuses half a QUIC set-up, QUIC
+    /// with `--key-file`, and `--cipher` without `--key-file`.
+    pub fn security(&self) -> Result<Security, Failure> {
+        let quic = [
+            ("--quic-ca", &self.quic_ca),
+            ("--quic-cert", &self.quic_cert),
+            ("--quic-key", &self.quic_key),
+        ];
+        let given = quic.iter().filter(|(_, p)| p.is_some()).count();
+        if given > 0 && given < quic.len() {
+            let missing: Vec<&str> = quic
+                .iter()
+                .filter(|(_, p)| p.is_none())
+                .map(|(f, _)| *f)
+                .collect();
+            return Err(Failure::flag(
+                missing[0],
+                format!(
+                    "QUIC needs --quic-ca, --quic-cert and --quic-key together; missing {}",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+        match (
+            &self.key_file,
+            &self.quic_ca,
+            &self.quic_cert,
+            &self.quic_key,
+        ) {
+            (Some(_), Some(_), ..) => Err(Failure::flag(
+                "--key-file",
+                "cannot be combined with QUIC (--quic-*), which encrypts with TLS already",
+            )),
+            (Some(key_file), ..) => Ok(Security::Encrypted {
+                key_file: key_file.clone(),
+                cipher: self.cipher.map(Cipher::from).unwrap_or_default(),
+            }),
+            (None, ..) if self.cipher.is_some() => Err(Failure::flag(
+                "--cipher",
+                "only applies to encrypted UDP; give --key-file too",
+            )),
+            (None, Some(ca), Some(cert), Some(key)) => Ok(Security::Quic {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => Ok(Security::Plain),
+        }
+    }
+}
+
+/// This host's name: `/proc/sys/kernel/hostname` (Linux), else `$HOSTNAME`,
+/// else empty.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> AgentArgs {
+        use clap::{Command, FromArgMatches};
+        let cmd = AgentArgs::augment_args(Command::new("agent"));
+        let matches = cmd
+            .try_get_matches_from(std::iter::once("agent").chain(extra.iter().copied()))
+            .unwrap();
+        AgentArgs::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn an_advertised_ip_takes_the_bind_port() {
+        let a = args(&["--bind", "0.0.0.0:7000", "--advertise", "10.0.0.1"]);
+        assert_eq!(
+            a.advertise_addr().unwrap(),
+            Some("10.0.0.1:7000".parse().unwrap())
+        );
+        let a = args(&["--bind", "127.0.0.1:0", "--advertise", "127.0.0.1"]);
+        assert!(
+            a.advertise_addr()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--advertise:")
+        );
+    }
+
+    #[test]
+    fn repeated_seeds_and_state_flags_add_up() {
+        let a = args(&[
+            "--seeds", "a:1,b:2", "--seeds", "c:3", "--state", "x=1", "--state", "y=2",
+        ]);
+        assert_eq!(a.seed_hosts(), ["a:1", "b:2", "c:3"]);
+        assert_eq!(
+            a.state_items(),
+            [("x".into(), "1".into()), ("y".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn transports_are_chosen_and_contradictions_refused() {
+        assert_eq!(args(&[]).security().unwrap(), Security::Plain);
+        assert_eq!(
+            args(&["--key-file", "k", "--cipher", "xchacha20-poly1305"])
+                .security()
+                .unwrap(),
+            Security::Encrypted {
+                key_file: "k".into(),
+                cipher: Cipher::XChaCha20Poly1305
+            }
+        );
+        let quic = ["--quic-ca", "ca", "--quic-cert", "c", "--quic-key", "k"];
+        assert!(matches!(
+            args(&quic).security().unwrap(),
+            Security::Quic { .. }
+        ));
+        let err = args(&quic[..4]).security().unwrap_err().to_string();
+        assert!(err.starts_with("--quic-key:"), "{err}");
+        let err = args(&[&quic[..], &["--key-file", "k"]].concat())
+            .security()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("--key-file:"), "{err}");
+        let err = args(&["--cipher", "aes-256-gcm"]).security().unwrap_err();
+        assert!(err.to_string().starts_with("--cipher:"), "{err}");
+    }
+}
