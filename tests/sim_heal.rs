@@ -52,25 +52,35 @@ fn split_and_heal(sim: &mut Sim, n: usize, k: usize, length: Duration) -> Durati
     sim.partition(&left, &right);
     let start = sim.elapsed();
     sim.run_for(length);
-    // Long past dead_retention: each side has removed the other.
-    for &i in &left {
-        assert_eq!(
-            sim.engine(i).unwrap().member_count(),
-            k,
-            "n{i}: {:?}",
-            views(sim, n)
-        );
-    }
-    for &i in &right {
-        assert_eq!(sim.engine(i).unwrap().member_count(), n - k, "n{i}");
+    // Each side holds the other down: dead if the split was short, removed
+    // if it lasted past dead_retention.
+    for i in 0..n {
+        let own = if i < k { k } else { n - k };
+        let alive = sim.engine(i).unwrap().member_counts().alive;
+        assert_eq!(alive, own, "n{i}: {:?}", views(sim, n));
     }
     assert!(sim.elapsed() >= start + length);
     sim.heal();
     let healed_at = sim.elapsed();
+    let seen: Vec<usize> = (0..n).map(|i| sim.events(i).len()).collect();
     let merged = sim.run_until(healed_at + Duration::from_secs(600), |s| {
         all_see_alive(s, 0..n, n)
     });
     assert!(merged, "the cluster stayed split: {:?}", views(sim, n));
+    // Merging raises no suspicion of a member nobody lost: each side
+    // suspects no one of its own side.
+    for (i, &from) in seen.iter().enumerate() {
+        let side = if i < k { 0..k } else { k..n };
+        for e in &sim.events(i)[from..] {
+            if let Event::MemberStatus { node, status } = e {
+                let j: usize = node.name[1..].parse().unwrap();
+                assert!(
+                    !(side.contains(&j) && *status != MemberStatus::Alive),
+                    "n{i} saw {node} {status:?} while merging"
+                );
+            }
+        }
+    }
     sim.elapsed() - healed_at
 }
 
@@ -95,6 +105,15 @@ fn a_two_three_split_ten_times_dead_retention_long_heals() {
         .map(|i| sim.engine(i).unwrap().metrics().suspicions_started)
         .collect();
     assert_eq!(before, after, "suspicions after the merge");
+}
+
+#[test]
+fn a_split_shorter_than_dead_retention_heals_too() {
+    let config = Config::local();
+    let mut sim = cluster(5, 25, &config);
+    let took = split_and_heal(&mut sim, 5, 2, config.dead_retention / 2);
+    eprintln!("2 | 3 split of dead_retention / 2 healed in {took:?}");
+    assert!(took <= config.reconnect_interval + Duration::from_secs(1), "{took:?}");
 }
 
 #[test]

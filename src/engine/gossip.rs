@@ -11,10 +11,10 @@ use prost::Message as _;
 use super::digest::{self, Line, liveness, split_liveness};
 use super::lifecycle::{confirms, supersedes};
 use super::membership::Known;
-use super::probe::{state_of, update};
+use super::probe::state_of;
 use super::rumor::Subject;
 use super::state::Change;
-use super::{Engine, Event};
+use super::{Engine, Event, MemberStatus, NodeId};
 use crate::wire::proto::{self, MemberState, message::Kind};
 use crate::wire::{Packer, field_len};
 
@@ -22,9 +22,6 @@ use crate::wire::{Packer, field_len};
 /// message plus the message's oneof field, each a tag and a length of up
 /// to three bytes.
 pub(super) const NESTING: usize = 8;
-
-/// Most membership claims sent in answer to one digest.
-const MAX_CLAIMS: usize = 8;
 
 /// What one side has that the other lacks, after comparing a digest.
 struct Comparison {
@@ -35,15 +32,33 @@ struct Comparison {
     requests: Vec<Line>,
     /// Nodes in the peer's digest we have never heard of.
     unknown: Vec<u64>,
-    /// The peer's view of a member that is news here, as we take it:
-    /// (key, incarnation, state).
-    news: Vec<(u64, u64, MemberState)>,
+    /// The peer's view of members, where it differs from ours.
+    news: Vec<News>,
     /// Removed members the peer lists as up at a newer incarnation: they
     /// refuted their death, so we take them back.
     revived: Vec<String>,
-    /// Removed members the peer still lists as up at the incarnation we
-    /// removed them at: we tell it, so they get the chance to refute.
-    claims: Vec<proto::Message>,
+}
+
+/// How a peer's view of one member (a digest line's liveness) differs
+/// from ours.
+#[derive(Debug, Clone)]
+enum News {
+    /// Newer by SWIM precedence and safe to take as is: a higher
+    /// incarnation alive, a departure, another suspicion of a member we
+    /// suspect too, or a claim that *we* are down (we refute).
+    Apply(u64, u64, MemberState),
+    /// The peer holds down (suspect, dead or removed) a member we hold up,
+    /// at its incarnation: we cannot tell which of us is right, but the
+    /// member can. It is told, so it refutes if alive (and its answer
+    /// settles the matter everywhere), and probed next, so that if it is
+    /// down our own detector finds out at once. Taking the claim as a
+    /// suspicion instead (memberlist's merge) would make every healed
+    /// partition raise false suspicions of members nobody lost.
+    Doubt(u64, u64),
+    /// The peer lists as up, at the incarnation we removed it at, a member
+    /// we removed: it is told that we hold it dead, and comes back here if
+    /// it answers.
+    Removed(NodeId, u64),
 }
 
 impl Engine {
@@ -287,7 +302,7 @@ impl Engine {
         let mut gives = Vec::new();
         let mut requests = Vec::new();
         let mut unknown = Vec::new();
-        let (mut news, mut revived, mut claims) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut news, mut revived) = (Vec::new(), Vec::new());
         let mut listed = HashSet::new();
         let intro = |key| {
             (
@@ -324,13 +339,8 @@ impl Engine {
                         if up && inc > r.incarnation {
                             revived.push(r.id.name.clone());
                             unknown.push(line.key);
-                        } else if up && claims.len() < MAX_CLAIMS {
-                            let state = if r.left {
-                                MemberState::Left
-                            } else {
-                                MemberState::Suspect
-                            };
-                            claims.push(update(&r.id, r.incarnation, state, &self.me.name));
+                        } else if up && !r.left {
+                            news.push(News::Removed(r.id.clone(), r.incarnation));
                         }
                     }
                     None => unknown.push(line.key),
@@ -356,35 +366,29 @@ impl Engine {
             unknown,
             news,
             revived,
-            claims,
         }
     }
 
-    /// A peer's view of member `k` (a digest line's liveness), if it is
-    /// news here by SWIM precedence. A claim that a member is dead is
-    /// taken as a suspicion, as memberlist's state merge does: the member
-    /// gets its suspicion timeout to refute, and a peer with a stale view
-    /// cannot kill a live member at once. A claim about ourselves is news
-    /// if it says we are suspect or dead at our incarnation or later.
-    fn liveness_news(&self, k: &Known, line: u64) -> Option<(u64, u64, MemberState)> {
+    /// A peer's view of member `k` (a digest line's liveness), if it
+    /// differs from ours in a way that matters (see [`News`]).
+    fn liveness_news(&self, k: &Known, line: u64) -> Option<News> {
         let (inc, state) = split_liveness(line);
+        let down = matches!(state, MemberState::Suspect | MemberState::Dead);
         if k.key == self.members.me() {
-            let claim = matches!(state, MemberState::Suspect | MemberState::Dead);
-            return (claim && inc >= k.incarnation).then_some((k.key, inc, state));
+            return (down && inc >= k.incarnation).then_some(News::Apply(k.key, inc, state));
         }
-        let state = match state {
-            MemberState::Dead => MemberState::Suspect,
-            s => s,
-        };
-        (supersedes(state, inc, k.status, k.incarnation)
-            || confirms(state, inc, k.status, k.incarnation))
-        .then_some((k.key, inc, state))
+        if down && k.status == MemberStatus::Suspect && inc == k.incarnation {
+            // Both of us suspect it: another suspector (Lifeguard).
+            return confirms(MemberState::Suspect, inc, k.status, k.incarnation)
+                .then_some(News::Apply(k.key, inc, MemberState::Suspect));
+        }
+        if down && supersedes(state, inc, k.status, k.incarnation) {
+            return Some(News::Doubt(k.key, inc));
+        }
+        supersedes(state, inc, k.status, k.incarnation).then_some(News::Apply(k.key, inc, state))
     }
 
-    /// Applies what a digest said about membership: news as rumors from
-    /// the digest's sender, revived members forgotten as removed (their
-    /// introduction is asked for), and claims about members we removed
-    /// sent back to the sender.
+    /// Acts on what a digest said about membership (see [`News`]).
     fn merge_membership(
         &mut self,
         now: Instant,
@@ -395,28 +399,37 @@ impl Engine {
         for name in cmp.revived.drain(..) {
             self.swim.removed.forget(&name);
         }
-        if !cmp.news.is_empty() {
-            let teller = sender
-                .and_then(|k| self.members.get(k))
-                .map(|k| k.id.name.clone())
-                .unwrap_or_default();
-            for (key, incarnation, state) in std::mem::take(&mut cmp.news) {
-                let Some(node) = self.members.get(key).map(|k| k.id.to_proto()) else {
-                    continue;
-                };
-                self.metrics.liveness_merged += 1;
-                let u = proto::MemberUpdate {
-                    node: Some(node),
-                    incarnation,
-                    state: state as i32,
-                    from: teller.clone(),
-                };
-                self.on_member_update(now, &u, Some(from));
-            }
+        if cmp.news.is_empty() {
+            return;
         }
-        if !cmp.claims.is_empty() {
-            let claims = std::mem::take(&mut cmp.claims);
-            self.send_messages(from, sender, claims, None);
+        let teller = sender
+            .and_then(|k| self.members.get(k))
+            .map(|k| k.id.name.clone())
+            .unwrap_or_default();
+        for news in std::mem::take(&mut cmp.news) {
+            self.metrics.liveness_merged += 1;
+            match news {
+                News::Apply(key, incarnation, state) => {
+                    let Some(node) = self.members.get(key).map(|k| k.id.to_proto()) else {
+                        continue;
+                    };
+                    let u = proto::MemberUpdate {
+                        node: Some(node),
+                        incarnation,
+                        state: state as i32,
+                        from: teller.clone(),
+                    };
+                    self.on_member_update(now, &u, Some(from));
+                }
+                News::Doubt(key, incarnation) => {
+                    let Some(id) = self.members.get(key).map(|k| k.id.clone()) else {
+                        continue;
+                    };
+                    self.tell_dead(now, id.addr, &id, incarnation);
+                    self.swim.probe_soon(key);
+                }
+                News::Removed(id, incarnation) => self.tell_dead(now, id.addr, &id, incarnation),
+            }
         }
     }
 

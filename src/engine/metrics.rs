@@ -130,7 +130,8 @@ pub struct Metrics {
     pub deaths_declared: u64,
     /// Dead or departed members forgotten after their retention.
     pub members_removed: u64,
-    /// Nodes told that we hold them for dead (so they can refute).
+    /// Nodes told that they are held dead, here or by a peer (so they
+    /// can refute).
     pub dead_told: u64,
     /// Member records refused because their address is unspecified
     /// (`0.0.0.0`, `::`) or has port 0, which no peer could send to: a
@@ -141,8 +142,9 @@ pub struct Metrics {
     /// Attempts to reach a member held dead or removed, or a seed that is
     /// not an alive member, made every `reconnect_interval`.
     pub reconnects: u64,
-    /// Membership claims taken from digests (a newer incarnation or status
-    /// than ours), i.e. what rumors alone failed to deliver here.
+    /// Differences in membership found in digests (a newer incarnation or
+    /// status than ours, or a member a peer holds down that we hold up),
+    /// i.e. what rumors alone failed to settle.
     pub liveness_merged: u64,
     /// Pushes along the broadcast tree sent again for want of a PushAck.
     pub pushes_retried: u64,

@@ -65,6 +65,9 @@ pub(crate) struct Swim {
     pub seq: u64,
     pub order: Vec<u64>,
     pub pos: usize,
+    /// Members to probe before the round-robin goes on (a peer holds them
+    /// down while we hold them up), oldest first.
+    urgent: Vec<u64>,
     probe: Option<Probe>,
     relays: HashMap<u64, Relay>,
     pub next_probe: Instant,
@@ -87,6 +90,7 @@ impl Swim {
             seq: 0,
             order: Vec::new(),
             pos: 0,
+            urgent: Vec::new(),
             probe: None,
             relays: HashMap::new(),
             next_probe: now + config.probe_interval,
@@ -138,6 +142,14 @@ impl Swim {
         self.relays.clear();
         self.suspicions.clear();
         self.dead.clear();
+    }
+
+    /// Makes `key` the target of one of the next probe rounds (at most 16
+    /// wait; more are dropped, the round-robin reaches them anyway).
+    pub fn probe_soon(&mut self, key: u64) {
+        if self.urgent.len() < 16 && !self.urgent.contains(&key) {
+            self.urgent.push(key);
+        }
     }
 
     pub fn next_seq(&mut self) -> u64 {
@@ -274,6 +286,16 @@ impl Engine {
 
     /// The next member in the shuffled round-robin order.
     fn next_target(&mut self) -> Option<u64> {
+        while !self.swim.urgent.is_empty() {
+            let key = self.swim.urgent.remove(0);
+            if self
+                .members
+                .get(key)
+                .is_some_and(|k| k.status.is_healthy() && key != self.members.me())
+            {
+                return Some(key);
+            }
+        }
         for _ in 0..2 {
             while self.swim.pos < self.swim.order.len() {
                 let key = self.swim.order[self.swim.pos];
