@@ -159,3 +159,40 @@ async fn a_node_bound_to_the_unspecified_address_never_advertises_it() {
         Err(e) => assert!(e.to_string().contains("`advertise`"), "{e}"),
     }
 }
+
+#[tokio::test]
+async fn entries_list_every_live_key_and_healthy_members_skip_the_departed() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let a = Node::builder(Config::local().with_name("a"))
+        .start_udp(any)
+        .await
+        .unwrap();
+    let b = Node::builder(Config::local().with_name("b"))
+        .seeds([a.local_id().addr])
+        .initial_state("role", "db")
+        .start_udp(any)
+        .await
+        .unwrap();
+    b.set("load", "0.5").await.unwrap();
+    b.set("gone", "x").await.unwrap();
+    b.delete("gone").await.unwrap();
+    let arrived = wait_for(Duration::from_secs(20), async || {
+        a.entries("b").await.unwrap().is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    assert!(arrived, "{:?}", a.entries("b").await.unwrap());
+    let entries = a.entries("b").await.unwrap().unwrap();
+    let keys: Vec<&str> = entries.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["load", "role"], "a tombstone is not a live key");
+    assert_eq!(&entries["role"].0[..], b"db");
+    assert!(a.entries("nobody").await.unwrap().is_none());
+    let healthy = a.healthy_members().await.unwrap();
+    assert_eq!(healthy.len(), 2);
+    b.leave().await.unwrap();
+    let left = wait_for(Duration::from_secs(20), async || {
+        a.healthy_members().await.unwrap().len() == 1
+    })
+    .await;
+    assert!(left, "{:?}", a.members().await.unwrap());
+    a.shutdown().await;
+}

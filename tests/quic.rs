@@ -14,7 +14,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use scuttlewire::transport::{QUIC_ALPN, Quic, QuicConfig, Transport, TransportError};
-use scuttlewire::{Config, Node};
+use scuttlewire::{Config, Event, MemberStatus, Node};
 use tokio::time::timeout;
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -431,4 +431,72 @@ async fn lost_connection_is_reestablished() {
     converge(&[&b2], "node-1", "k", "a3").await;
     a.shutdown().await;
     b2.shutdown().await;
+}
+
+/// The first `Left` or `Dead` that `events` reports for the node `name`,
+/// or `None` if neither comes within `wait`.
+async fn verdict_on(
+    events: &mut scuttlewire::node::EventStream,
+    name: &str,
+    wait: Duration,
+) -> Option<MemberStatus> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .ok()??;
+        if let Event::MemberStatus { node, status } = event {
+            if node.name == name && matches!(status, MemberStatus::Left | MemberStatus::Dead) {
+                return Some(status);
+            }
+        }
+    }
+}
+
+/// A graceful leave over QUIC reaches the peers before the endpoint
+/// closes: they see the leaver `Left`, never suspect-then-`Dead`. On one
+/// thread quinn's connection tasks cannot run between the last `send`
+/// and the driver's return, so a transport that closed without flushing
+/// would lose the leave every time, not just now and then.
+#[tokio::test]
+async fn leave_reaches_the_peers_before_the_endpoint_closes() {
+    let (a, _) = start("node-1", dev(1), &[]).await;
+    let seed = [a.local_id().addr];
+    let (b, _) = start("node-2", dev(2), &seed).await;
+    let (c, _) = start("node-3", dev(3), &seed).await;
+    for (node, v) in [(&a, "1"), (&b, "2"), (&c, "3")] {
+        node.set("role", v).await.unwrap();
+    }
+    let all = [&a, &b, &c];
+    converge(&all, "node-1", "role", "1").await;
+    converge(&all, "node-2", "role", "2").await;
+    converge(&all, "node-3", "role", "3").await;
+
+    let (mut at_a, mut at_b) = (a.events(), b.events());
+    c.leave().await.unwrap();
+    // Long enough for a silent leaver to be suspected and declared dead.
+    let wait = Duration::from_secs(10);
+    for (node, events) in [(&a, &mut at_a), (&b, &mut at_b)] {
+        let seen = verdict_on(events, "node-3", wait).await;
+        let name = &node.local_id().name;
+        assert_eq!(
+            seen,
+            Some(MemberStatus::Left),
+            "{name} saw node-3 as {seen:?}"
+        );
+    }
+    // And it stays departed: no later probe failure turns it dead.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for node in [&a, &b] {
+        let members = node.members().await.unwrap();
+        let left = members.iter().find(|m| m.id.name == "node-3");
+        assert_eq!(
+            left.map(|m| m.status),
+            Some(MemberStatus::Left),
+            "{}: {members:?}",
+            node.local_id().name
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::observation::SuspicionOutcome;
 use super::probe::{Dead, status_of, update};
 use super::rumor::Teller;
 use super::suspicion::Suspicion;
@@ -141,17 +142,27 @@ impl Engine {
                 } else {
                     0
                 };
-                self.swim.suspicions.insert(
-                    key,
-                    Suspicion::new(u.incarnation, &u.from, now, min, max, expected),
-                );
+                let s = Suspicion::new(u.incarnation, &u.from, now, min, max, expected);
+                // One of an older incarnation: the suspect refuted it.
+                if let Some(old) = self.swim.suspicions.insert(key, s) {
+                    self.suspicion_ended(now, &old, SuspicionOutcome::Refuted);
+                }
             }
             MemberStatus::Alive => {
-                self.swim.suspicions.remove(key);
+                if let Some(s) = self.swim.suspicions.remove(key) {
+                    self.suspicion_ended(now, &s, SuspicionOutcome::Refuted);
+                }
                 self.swim.dead.remove(&key);
             }
             MemberStatus::Dead | MemberStatus::Left => {
-                self.swim.suspicions.remove(key);
+                if let Some(s) = self.swim.suspicions.remove(key) {
+                    let outcome = if status == MemberStatus::Dead {
+                        SuspicionOutcome::Dead
+                    } else {
+                        SuspicionOutcome::Left
+                    };
+                    self.suspicion_ended(now, &s, outcome);
+                }
                 let retry =
                     (status == MemberStatus::Dead).then(|| now + self.config.probe_interval);
                 self.swim.dead.insert(

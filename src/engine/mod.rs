@@ -11,6 +11,7 @@ mod lifecycle;
 mod membership;
 mod metrics;
 mod node_id;
+mod observation;
 #[cfg(test)]
 mod pair;
 mod phi;
@@ -35,6 +36,7 @@ pub use event::Event;
 pub use membership::{Member, MemberStatus};
 pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
 pub use node_id::NodeId;
+pub use observation::{OBSERVATION_CAP, Observation, SuspicionOutcome};
 
 use crate::config::{Config, ConfigError};
 use crate::wire::{self, DecodeError, Limits, PackerError, field_len, proto};
@@ -122,8 +124,10 @@ pub enum BroadcastError {
 ///   [`add_seeds`](Engine::add_seeds), [`set_seeds`](Engine::set_seeds).
 /// * Output, after every input or operation, in this order: drain
 ///   [`poll_transmit`](Engine::poll_transmit) and send each datagram, drain
-///   [`poll_event`](Engine::poll_event), then re-arm the timer with
-///   [`poll_timeout`](Engine::poll_timeout).
+///   [`poll_event`](Engine::poll_event) (and
+///   [`poll_observation`](Engine::poll_observation), if
+///   [`set_observing`](Engine::set_observing) turned measurements on),
+///   then re-arm the timer with [`poll_timeout`](Engine::poll_timeout).
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
@@ -149,6 +153,8 @@ pub struct Engine {
     push_at: Option<Instant>,
     /// Tree pushes awaiting their acknowledgement.
     pushes: push::Pushes,
+    /// Measurements for the owner's histograms (off unless asked for).
+    observations: observation::Observations,
     /// The latest `now` the engine was given (for `set`, which takes none).
     last_now: Instant,
     /// Last evidence that peers may disagree with us (see
@@ -239,6 +245,7 @@ impl Engine {
             fresh: HashMap::new(),
             push_at: None,
             pushes: push::Pushes::default(),
+            observations: observation::Observations::default(),
             last_now: now,
             last_divergence: now,
             me,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 
+use super::observation::{Observation, SuspicionOutcome};
 use super::phi::RttDetector;
 use super::removed::{Removed, RemovedMembers};
 use super::rumor::{Rumors, Subject};
@@ -407,7 +408,8 @@ impl Engine {
 
     fn check_suspicions(&mut self, now: Instant) {
         // By key, not by deadline: runs replay as they always have.
-        for (key, inc) in self.swim.suspicions.take_due(now) {
+        for (key, s) in self.swim.suspicions.take_due(now) {
+            let inc = s.incarnation;
             let Some(k) = self.members.get(key) else {
                 continue;
             };
@@ -416,6 +418,9 @@ impl Engine {
             }
             let msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
             self.on_member_update(now, &msg, None);
+            if self.member_state(key) == Some((MemberState::Dead, inc)) {
+                self.suspicion_ended(now, &s, SuspicionOutcome::Dead);
+            }
         }
     }
 
@@ -529,7 +534,9 @@ impl Engine {
             if let Some(sent_at) = sent_at.filter(|_| !p.acked) {
                 p.acked = true;
                 if from == p.addr && ack.target.is_empty() {
-                    self.swim.rtt.record(now.saturating_duration_since(sent_at));
+                    let rtt = now.saturating_duration_since(sent_at);
+                    self.swim.rtt.record(rtt);
+                    self.observe(Observation::ProbeRtt(rtt));
                 }
                 return;
             }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::digest::Line;
 use super::gossip::NESTING;
+use super::observation::Observation;
 use crate::wire::Packer;
 use crate::wire::proto::{self, message::Kind};
 
@@ -238,9 +239,11 @@ impl Engine {
             return;
         };
         let p = self.pushes.pending.swap_remove(i);
+        let waited = now.saturating_duration_since(p.sent);
         if p.tries == 1 {
-            self.swim.rtt.record(now.saturating_duration_since(p.sent));
+            self.swim.rtt.record(waited);
         }
+        self.observe(Observation::PushAcked(waited));
     }
 
     /// Sends the overdue tree pushes again, after waits of

@@ -48,6 +48,11 @@ impl Suspicion {
         s
     }
 
+    /// When this node started suspecting.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Records a suspector; true if it is a new, independent one.
     pub fn confirm(&mut self, from: &str) -> bool {
         let h = name_hash(from);
@@ -84,13 +89,16 @@ pub(crate) struct Suspicions {
 }
 
 impl Suspicions {
-    /// Opens (or replaces) the suspicion of member `key`.
-    pub fn insert(&mut self, key: u64, s: Suspicion) {
+    /// Opens (or replaces) the suspicion of member `key`; returns the one
+    /// it replaced.
+    pub fn insert(&mut self, key: u64, s: Suspicion) -> Option<Suspicion> {
         let deadline = s.deadline;
-        if let Some(old) = self.by_key.insert(key, s) {
+        let old = self.by_key.insert(key, s);
+        if let Some(old) = &old {
             self.timers.remove(&(old.deadline, key));
         }
         self.timers.insert((deadline, key));
+        old
     }
 
     pub fn remove(&mut self, key: u64) -> Option<Suspicion> {
@@ -121,9 +129,9 @@ impl Suspicions {
         self.timers.first().map(|&(t, _)| t)
     }
 
-    /// Closes every suspicion due at `now`; returns (key, incarnation) of
-    /// each, by key.
-    pub fn take_due(&mut self, now: Instant) -> Vec<(u64, u64)> {
+    /// Closes every suspicion due at `now`; returns each with its member's
+    /// key, by key.
+    pub fn take_due(&mut self, now: Instant) -> Vec<(u64, Suspicion)> {
         let mut due = Vec::new();
         while let Some(&(t, key)) = self.timers.first() {
             if t > now {
@@ -131,10 +139,10 @@ impl Suspicions {
             }
             self.timers.pop_first();
             if let Some(s) = self.by_key.remove(&key) {
-                due.push((key, s.incarnation));
+                due.push((key, s));
             }
         }
-        due.sort_unstable();
+        due.sort_unstable_by_key(|d| d.0);
         due
     }
 
@@ -181,7 +189,12 @@ mod tests {
         // Fully confirmed, 7 is due after `min` too, and earlier than 3.
         assert_eq!(ss.next_deadline(), Some(t0 + min));
         assert!(ss.take_due(t0 + min - Duration::from_millis(1)).is_empty());
-        assert_eq!(ss.take_due(t0 + min + min), vec![(3, 4), (7, 1)]);
+        let due: Vec<(u64, u64)> = ss
+            .take_due(t0 + min + min)
+            .into_iter()
+            .map(|(key, s)| (key, s.incarnation))
+            .collect();
+        assert_eq!(due, vec![(3, 4), (7, 1)]);
         assert_eq!(ss.next_deadline(), None);
         assert!(ss.remove(7).is_none(), "taken when due");
         // Replacing and removing leave no stale timer behind.

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::keys::{KEYS_STATE_KEY, KeyPublisher};
 use super::seeds::Seeds;
+use super::telemetry::Telemetry;
 use super::{Command, NodeMetrics, SeedProvider};
 use crate::Event;
 use crate::engine::Engine;
@@ -17,6 +18,9 @@ use crate::transport::{Transport, TransportError};
 /// How often the seed provider may be asked while the node knows no peer.
 const SEED_RETRY: Duration = Duration::from_secs(1);
 
+// Each argument is one part the task owns from here on; a struct holding
+// them would only be unpacked again on the first line.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<T: Transport>(
     mut engine: Engine,
     transport: T,
@@ -25,6 +29,7 @@ pub(crate) async fn run<T: Transport>(
     mut seeds: Seeds,
     mut seed_provider: Option<SeedProvider>,
     mut keys: Option<KeyPublisher>,
+    mut telemetry: Telemetry,
 ) {
     let mut send_errors = 0u64;
     let mut recv_errors = 0u64;
@@ -40,6 +45,7 @@ pub(crate) async fn run<T: Transport>(
                 send_errors += 1;
                 if !e.is_transient() {
                     tracing::warn!(error = %e, "transport closed; node stops");
+                    transport.close().await;
                     return;
                 }
                 if let TransportError::TooLarge { max, len } = e {
@@ -56,6 +62,7 @@ pub(crate) async fn run<T: Transport>(
             // No subscriber is fine: events are then simply not observed.
             let _ = events.send(ev);
         }
+        telemetry.drain(&mut engine);
         if let Some(provider) = seed_provider.as_mut() {
             if engine.needs_seeds() && Instant::now() >= next_seed_ask {
                 seeds.add(&mut engine, provider());
@@ -106,6 +113,7 @@ pub(crate) async fn run<T: Transport>(
                 }
                 Some(cmd) => handle(&mut engine, cmd, send_errors, recv_errors),
             },
+            () = telemetry.due() => telemetry.report(&engine, send_errors, recv_errors),
             () = tokio::time::sleep_until(deadline) => {
                 // Keyring changes made around the node handle (through a
                 // `Keyring` clone) are published here, within one interval.
@@ -122,6 +130,12 @@ pub(crate) async fn run<T: Transport>(
     while let Some(t) = engine.poll_transmit() {
         let _ = transport.send(t.to, t.payload).await;
     }
+    // ...and out of the transport's own queues (QUIC's) before it goes:
+    // `leave` returns only once its rumors are on the wire.
+    transport.close().await;
+    // The last counts, so what the final moments did is not lost.
+    telemetry.drain(&mut engine);
+    telemetry.report(&engine, send_errors, recv_errors);
     if let Some(ack) = shutdown_ack {
         let _ = ack.send(());
     }
@@ -144,6 +158,9 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
         }
         Command::Members(tx) => {
             let _ = tx.send(engine.members());
+        }
+        Command::Entries(name, tx) => {
+            let _ = tx.send(engine.entries(&name));
         }
         Command::Metrics(tx) => {
             let _ = tx.send(NodeMetrics {

@@ -106,4 +106,8 @@ impl<T: Transport> Transport for Shared<T> {
     fn local_addr(&self) -> SocketAddr {
         self.0.local_addr()
     }
+
+    async fn close(&self) {
+        self.0.close().await;
+    }
 }

@@ -48,6 +48,8 @@
 //!   transport.
 //! * `keys` — key rotation through the handle and the `__sw.keys` gossip.
 //! * `cluster_keys` — [`ClusterKeys`], the cluster-wide view of keys.
+//! * `telemetry` — counters, gauges and histograms through the `metrics`
+//!   facade, labelled with the node's name (see `docs/METRICS.md`).
 
 mod advertise;
 mod cluster_keys;
@@ -56,6 +58,7 @@ mod encrypted;
 mod events;
 mod keys;
 mod seeds;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -120,6 +123,7 @@ pub(crate) enum Command {
     Delete(String, oneshot::Sender<Option<u64>>),
     Get(String, String, oneshot::Sender<Option<Bytes>>),
     Members(oneshot::Sender<Vec<Member>>),
+    Entries(String, oneshot::Sender<Option<Entries>>),
     Metrics(oneshot::Sender<NodeMetrics>),
     AddSeeds(Vec<SocketAddr>),
     /// Publish the keyring's ids under `__sw.keys` now (if they changed).
@@ -149,6 +153,10 @@ pub struct NodeMetrics {
     /// [`NodeBuilder::start_encrypted`]; `None` otherwise.
     pub seal: Option<EncryptedStats>,
 }
+
+/// Every live key of a node with its value and version, sorted by key (see
+/// [`Node::entries`]).
+pub type Entries = std::collections::BTreeMap<String, (Bytes, u64)>;
 
 /// Configures and starts a node.
 pub struct NodeBuilder {
@@ -283,6 +291,7 @@ impl NodeBuilder {
         if let Some(publisher) = publisher.as_mut() {
             publisher.publish(&mut engine)?;
         }
+        let telemetry = telemetry::Telemetry::new(&mut engine, seal.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (events_tx, _) = broadcast::channel(self.event_capacity);
         let task = tokio::spawn(driver::run(
@@ -293,6 +302,7 @@ impl NodeBuilder {
             seeds,
             self.seed_provider,
             publisher,
+            telemetry,
         ));
         Ok(Node {
             inner: Arc::new(Inner {
@@ -394,6 +404,21 @@ impl Node {
     /// Every known member, this node included, with its status.
     pub async fn members(&self) -> Result<Vec<Member>, NodeError> {
         self.ask(Command::Members).await
+    }
+
+    /// The members that are alive or suspect (not yet found dead), this
+    /// node included: the ones to route work to (Smudge's `HealthyNodes`).
+    pub async fn healthy_members(&self) -> Result<Vec<Member>, NodeError> {
+        let mut members = self.members().await?;
+        members.retain(|m| m.status.is_healthy());
+        Ok(members)
+    }
+
+    /// Every live key of node `name` as known here, with its value and
+    /// version, sorted by key; `None` if the node is unknown.
+    pub async fn entries(&self, name: &str) -> Result<Option<Entries>, NodeError> {
+        let name = name.to_owned();
+        self.ask(|tx| Command::Entries(name, tx)).await
     }
 
     /// A snapshot of the node's counters.

@@ -535,6 +535,14 @@ impl<T: Transport> Transport for Chaos<T> {
     fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr()
     }
+
+    /// Closes the inner transport. Datagrams still held back by a delay
+    /// count as in flight on the simulated network, not as queued: they
+    /// are not waited for, and are lost if the inner transport refuses
+    /// them or this transport is dropped first.
+    async fn close(&self) {
+        self.inner.close().await;
+    }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Chaos<T> {

@@ -345,6 +345,12 @@ impl<T: Transport> Transport for Encrypted<T> {
     fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr()
     }
+
+    /// Closes the inner transport (datagrams are sealed before they reach
+    /// it, so there is nothing of our own to flush).
+    async fn close(&self) {
+        self.inner.close().await;
+    }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Encrypted<T> {

@@ -138,4 +138,19 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The address peers reach this transport at.
     fn local_addr(&self) -> SocketAddr;
+
+    /// Flushes what `send` already accepted (waiting a bounded time, about
+    /// a second at most) and releases the transport. The driver calls it
+    /// once, when the node stops, so that a node's last words (a graceful
+    /// leave) reach its peers. After it, `send` and `recv` may fail with
+    /// [`TransportError::Closed`].
+    ///
+    /// The default does nothing: right for a transport whose `send` hands
+    /// each datagram to the kernel (or the receiver) before it returns,
+    /// such as [`Udp`] and [`Memory`]. A transport that queues datagrams
+    /// for a background task must wait for that queue here, and a
+    /// decorator must forward the call to the transport it wraps.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

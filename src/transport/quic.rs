@@ -73,6 +73,12 @@ const DATAGRAM_BUFFER: usize = 1 << 20;
 /// Datagrams received but not yet taken by `recv`, across all peers.
 const INBOX: usize = 4_096;
 
+/// Longest wait in [`Transport::close`] for queued datagrams to go out.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest wait after closing the endpoint for the close to reach peers.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Settings of a [`Quic`] transport: the node's credentials and the
 /// connection timings. Build it with [`QuicConfig::from_pem_files`],
 /// [`QuicConfig::from_pem`] or [`QuicConfig::new`], then adjust fields.
@@ -322,8 +328,10 @@ pub struct QuicStats {
 /// A [`Transport`] over one QUIC endpoint that serves and dials, carrying
 /// each payload as one QUIC DATAGRAM frame over mutually authenticated TLS.
 ///
-/// Dropping it (or [`QuicHandle::close`]) closes the endpoint and every
-/// connection and stops its background tasks.
+/// [`Transport::close`] (which the node calls when it stops) first lets
+/// the datagrams already accepted by `send` go out, then closes. Dropping
+/// it or [`QuicHandle::close`] closes the endpoint and every connection at
+/// once, discarding datagrams still queued, and stops its background tasks.
 pub struct Quic {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
@@ -417,6 +425,16 @@ fn close(shared: &Shared) {
         .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
 }
 
+/// Closes the endpoint now and waits (at most [`CLOSE_WAIT`]) for the
+/// close to reach the peers. Holds the endpoint, not `shared`, while it
+/// waits.
+async fn close_and_wait(shared: Arc<Shared>) {
+    close(&shared);
+    let endpoint = shared.endpoint.clone();
+    drop(shared);
+    let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
+}
+
 /// A cheap, cloneable handle to a [`Quic`] transport (see [`Quic::handle`]).
 ///
 /// It does not keep the transport alive: once the transport is dropped,
@@ -459,13 +477,9 @@ impl QuicHandle {
     /// receives return [`TransportError::Closed`]. Waits (at most a
     /// second) for the close to reach the peers.
     pub async fn close(&self) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        close(&shared);
-        let endpoint = shared.endpoint.clone();
-        drop(shared);
-        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        if let Some(shared) = self.shared.upgrade() {
+            close_and_wait(shared).await;
+        }
     }
 }
 
@@ -499,6 +513,16 @@ impl Transport for Quic {
 
     fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Waits (at most a second) until every datagram `send` accepted has
+    /// been handed to the socket — the queues of dials in progress
+    /// included — then closes the endpoint and every connection and waits
+    /// (at most another second) for the close to reach the peers. Later
+    /// sends and receives return [`TransportError::Closed`].
+    async fn close(&self) {
+        self.shared.flush(FLUSH_WAIT).await;
+        close_and_wait(Arc::clone(&self.shared)).await;
     }
 }
 

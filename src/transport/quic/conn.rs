@@ -18,7 +18,9 @@
 //!
 //! `send` itself never awaits: it hands a datagram to a live connection
 //! (quinn queues it), or to the dialer's queue. A slow or dead peer costs
-//! a full queue of its own, never a stalled send to the others.
+//! a full queue of its own, never a stalled send to the others. Both
+//! queues are dropped when the endpoint closes, so a graceful close first
+//! waits for them to drain ([`Shared::flush`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +49,8 @@ const CLOSE_BAD_ALPN: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest back-off after repeated failed dials.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How often [`Shared::flush`] looks whether the queues have drained.
+const FLUSH_POLL: Duration = Duration::from_millis(2);
 /// At most one refused handshake a second is logged at `warn`; the rest at
 /// `debug`, so a scanner cannot flood the logs.
 const WARN_EVERY_MS: u64 = 1_000;
@@ -93,6 +97,9 @@ struct Failure {
 pub(super) struct Link {
     pub(super) conn: Connection,
     last_used_ms: AtomicU64,
+    /// quinn's datagram send-buffer space while nothing is queued (taken
+    /// at adoption, before our first datagram): more queued means less.
+    empty_space: usize,
 }
 
 /// The counters behind [`QuicStats`].
@@ -274,6 +281,7 @@ impl Shared {
     fn adopt(self: &Arc<Self>, conn: Connection) -> Arc<Link> {
         let addr = canonical(conn.remote_address());
         let link = Arc::new(Link {
+            empty_space: conn.datagram_send_buffer_space(),
             conn,
             last_used_ms: AtomicU64::new(self.now_ms()),
         });
@@ -314,6 +322,37 @@ impl Shared {
                 peers.remove(&addr);
             }
         }
+    }
+
+    /// Waits until every datagram `send` accepted has gone out, at most
+    /// `wait`: each dial in progress has ended (flushing its queue into its
+    /// new connection, or dropping it on failure), and quinn has packed
+    /// every datagram queued on a live connection into packets and handed
+    /// them to the socket. quinn has no signal for an emptied datagram
+    /// queue, so this polls. Returns at once if the transport is already
+    /// closed. A link to a dead peer whose congestion window is full, or a
+    /// dial that hangs, holds it to `wait`.
+    pub(super) async fn flush(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while !self.is_stopped() && self.pending() {
+            if Instant::now() >= deadline {
+                tracing::debug!(?wait, "QUIC close: datagrams still queued, dropped");
+                return;
+            }
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
+
+    /// Whether a dial is in progress or a live connection still holds
+    /// datagrams quinn has not sent.
+    fn pending(&self) -> bool {
+        self.peers().values().any(|peer| {
+            peer.dialing.is_some()
+                || peer.links.iter().any(|l| {
+                    l.conn.close_reason().is_none()
+                        && l.conn.datagram_send_buffer_space() < l.empty_space
+                })
+        })
     }
 
     /// Closes every connection to `addr`; the next send dials afresh.

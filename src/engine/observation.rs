@@ -1,0 +1,271 @@
+//! Observations: durations the engine measures in passing — a probe's
+//! round trip, how long a suspicion lasted, how long a tree push waited
+//! for its acknowledgement — handed to the owner one sample at a time.
+//!
+//! Counters fit in [`Metrics`](super::Metrics); a distribution does not,
+//! so each sample is queued once and the owner drains the queue with
+//! [`Engine::poll_observation`] (the node driver turns them into
+//! histograms). Every duration is a difference of the `now`s the engine
+//! was given: no clock is read here.
+//!
+//! Recording is off until [`Engine::set_observing`] turns it on, so an
+//! owner that never drains (the simulator, with thousands of engines)
+//! pays nothing. While on, the queue holds at most [`OBSERVATION_CAP`]
+//! samples; past that the oldest is dropped.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::suspicion::Suspicion;
+
+/// Samples kept while nobody drains them; the oldest goes first. A driver
+/// that drains after every input holds a handful at most.
+pub const OBSERVATION_CAP: usize = 4096;
+
+/// One measurement, from [`Engine::poll_observation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// A direct probe was answered by its target: ping sent to ack
+    /// received (an ack relayed by another member is not a sample).
+    ProbeRtt(Duration),
+    /// A suspicion this node held ended.
+    SuspicionEnded {
+        /// From the suspicion's start here to its end.
+        after: Duration,
+        /// How it ended.
+        outcome: SuspicionOutcome,
+    },
+    /// A tree push was acknowledged: from its first send to the
+    /// `PushAck`, retries included.
+    PushAcked(Duration),
+}
+
+/// How a suspicion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspicionOutcome {
+    /// The suspect was heard alive at a higher incarnation (it refuted,
+    /// or was suspected again at a newer incarnation).
+    Refuted,
+    /// The suspect was declared dead (here, or by a rumor).
+    Dead,
+    /// The suspect left gracefully.
+    Left,
+}
+
+/// The queue behind [`Engine::poll_observation`].
+#[derive(Debug, Default)]
+pub(super) struct Observations {
+    on: bool,
+    queue: VecDeque<Observation>,
+}
+
+impl Engine {
+    /// Turns recording of [`Observation`]s on or off (off by default).
+    /// Turning it off discards what is queued.
+    pub fn set_observing(&mut self, on: bool) {
+        self.observations.on = on;
+        if !on {
+            self.observations.queue = VecDeque::new();
+        }
+    }
+
+    /// The next measurement, if recording is on and one was made.
+    #[must_use]
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        self.observations.queue.pop_front()
+    }
+
+    /// Queues `o` if recording is on, dropping the oldest past the cap.
+    pub(super) fn observe(&mut self, o: Observation) {
+        let q = &mut self.observations;
+        if !q.on {
+            return;
+        }
+        if q.queue.len() >= OBSERVATION_CAP {
+            q.queue.pop_front();
+        }
+        q.queue.push_back(o);
+    }
+
+    /// Records the end of suspicion `s` at `now`.
+    pub(super) fn suspicion_ended(
+        &mut self,
+        now: Instant,
+        s: &Suspicion,
+        outcome: SuspicionOutcome,
+    ) {
+        let after = now.saturating_duration_since(s.started());
+        self.observe(Observation::SuspicionEnded { after, outcome });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Config;
+    use crate::engine::pair::{drain, meet, shuttle};
+    use crate::engine::{Engine, MemberStatus};
+
+    fn observations(e: &mut Engine) -> Vec<Observation> {
+        std::iter::from_fn(|| e.poll_observation()).collect()
+    }
+
+    fn status_of_b(a: &Engine) -> Option<MemberStatus> {
+        a.members()
+            .into_iter()
+            .find(|m| m.id.name == "b")
+            .map(|m| m.status)
+    }
+
+    /// Runs `a`'s timers in steps of 10 ms, `b` too and every datagram
+    /// delivered when `connected`, else `a` alone with its datagrams lost,
+    /// until `done(a)` or `limit` passes.
+    fn run_until(
+        a: &mut Engine,
+        b: &mut Engine,
+        now: &mut Instant,
+        connected: bool,
+        limit: Duration,
+        mut done: impl FnMut(&mut Engine) -> bool,
+    ) -> bool {
+        let end = *now + limit;
+        while *now < end {
+            *now += Duration::from_millis(10);
+            if a.poll_timeout() <= *now {
+                a.handle_timeout(*now);
+            }
+            if connected {
+                if b.poll_timeout() <= *now {
+                    b.handle_timeout(*now);
+                }
+                shuttle(a, b, *now);
+            } else {
+                drain(a);
+            }
+            if done(a) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn nothing_is_recorded_until_observing_is_turned_on() {
+        let (mut a, mut b, mut now) = meet(&Config::local(), Duration::from_millis(10));
+        run_until(
+            &mut a,
+            &mut b,
+            &mut now,
+            true,
+            Duration::from_secs(2),
+            |_| false,
+        );
+        assert_eq!(a.poll_observation(), None);
+    }
+
+    #[test]
+    fn a_probe_round_trip_and_the_suspicions_that_end_are_observed() {
+        let (mut a, mut b, mut now) = meet(&Config::local(), Duration::from_millis(10));
+        a.set_observing(true);
+        // A probe answered: one round-trip sample. Datagrams are delivered
+        // within the step they are sent in, so the sample is under 10 ms.
+        let mut seen = Vec::new();
+        let answered = run_until(
+            &mut a,
+            &mut b,
+            &mut now,
+            true,
+            Duration::from_secs(2),
+            |a| {
+                seen.extend(observations(a));
+                seen.iter().any(|o| matches!(o, Observation::ProbeRtt(_)))
+            },
+        );
+        assert!(answered, "no probe round trip observed: {seen:?}");
+        let rtt = seen.iter().find_map(|o| match o {
+            Observation::ProbeRtt(d) => Some(*d),
+            _ => None,
+        });
+        assert!(
+            rtt.is_some_and(|d| d < Duration::from_millis(10)),
+            "{rtt:?}"
+        );
+
+        // b goes silent: a suspects it, then b hears of it and refutes.
+        let suspected = run_until(
+            &mut a,
+            &mut b,
+            &mut now,
+            false,
+            Duration::from_secs(5),
+            |a| status_of_b(a) == Some(MemberStatus::Suspect),
+        );
+        assert!(suspected, "a never suspected b");
+        let started = now;
+        let refuted = run_until(
+            &mut a,
+            &mut b,
+            &mut now,
+            true,
+            Duration::from_secs(5),
+            |a| status_of_b(a) == Some(MemberStatus::Alive),
+        );
+        assert!(refuted, "b never refuted");
+        let ended: Vec<_> = observations(&mut a)
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::SuspicionEnded { after, outcome } => Some((after, outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].1, SuspicionOutcome::Refuted);
+        assert!(ended[0].0 <= now - started + Duration::from_millis(10));
+
+        // Silent again, for good: suspected, then declared dead when the
+        // suspicion times out.
+        let dead = run_until(
+            &mut a,
+            &mut b,
+            &mut now,
+            false,
+            Duration::from_secs(30),
+            |a| status_of_b(a) == Some(MemberStatus::Dead),
+        );
+        assert!(dead, "a never declared b dead");
+        let ended: Vec<_> = observations(&mut a)
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::SuspicionEnded { after, outcome } => Some((after, outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].1, SuspicionOutcome::Dead);
+        let (min, _) = a.suspicion_bounds();
+        assert!(
+            ended[0].0 >= min,
+            "{:?} < the shortest suspicion {min:?}",
+            ended[0].0
+        );
+    }
+
+    #[test]
+    fn the_queue_keeps_the_newest_samples_up_to_its_cap() {
+        let (mut a, _, _) = meet(&Config::local(), Duration::from_millis(10));
+        a.set_observing(true);
+        let n = OBSERVATION_CAP as u64 + 10;
+        for i in 0..n {
+            a.observe(Observation::PushAcked(Duration::from_millis(i)));
+        }
+        let kept = observations(&mut a);
+        assert_eq!(kept.len(), OBSERVATION_CAP);
+        assert_eq!(kept[0], Observation::PushAcked(Duration::from_millis(10)));
+        a.observe(Observation::PushAcked(Duration::ZERO));
+        a.set_observing(false);
+        assert_eq!(a.poll_observation(), None, "turning it off discards");
+    }
+}
