@@ -1,39 +1,56 @@
 //! `scuttlewire agent`: start one node, print what happens, leave on a
-//! signal.
+//! signal or a `leave` command.
 //!
 //! The order matters: signal handlers are installed before the node starts
 //! (a SIGTERM during start-up must still end in a graceful leave, not the
-//! default kill), the event stream is subscribed right after `start` (the
-//! earliest moment a handle exists), and the `started` line is printed
-//! before any event line so readers can rely on it coming first.
+//! default kill), the control socket is bound before the node starts too
+//! (and serves once it has), the event stream is subscribed right after
+//! `start` (the earliest moment a handle exists), and the `started` line is
+//! printed before any event line so readers can rely on it coming first.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use scuttlewire::seal::{Key, Keyring};
 use scuttlewire::transport::{EncryptionConfig, Quic, QuicConfig};
 use scuttlewire::{Node, NodeError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::Failure;
+use crate::commands::Operator;
+use crate::control::{self, Control};
+use crate::framing::LineWriter;
+use crate::keyfile::KeyFile;
 use crate::logging;
 use crate::options::{AgentArgs, Security};
 use crate::output::{self, Output};
+use crate::prometheus;
+use crate::socket_path;
 
-/// Runs the agent until SIGINT or SIGTERM; returns once the node has left.
+/// Runs the agent until SIGINT, SIGTERM or a `leave` command; returns once
+/// the node has left.
 pub async fn run(args: AgentArgs) -> Result<(), Failure> {
     logging::init(args.log.clone());
     let mut signals = Signals::install()?;
+    if let Some(addr) = args.metrics_addr {
+        prometheus::serve(addr)?;
+    }
     let out = Output { json: args.json };
-    let (node, transport) = start(&args).await?;
+    // Bound before the node starts: an agent that cannot have its socket
+    // (another agent runs there) never joins the cluster.
+    let socket = socket_path::resolve(args.control.as_ref())
+        .map(|path| control::bind(&path))
+        .transpose()?;
+    let (node, transport, key_file) = start(&args).await?;
+    let mut control = socket.map(|s| s.serve(Operator::new(node.clone(), key_file)));
     let mut events = node.events();
     out.print(&output::started(node.local_id(), transport, &args.cluster));
     let mut reports = args.report_every().map(report_ticker);
 
-    let signal = loop {
+    let stop = loop {
         tokio::select! {
-            name = signals.next() => break name,
+            name = signals.next() => break Stop::Signal(name),
+            writer = leave_requested(&mut control) => break Stop::Command(writer),
             event = events.next() => match event {
                 Some(event) => out.print(&output::event(&event)),
                 // The driver stopped by itself (its transport closed):
@@ -47,21 +64,57 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
         }
     };
 
-    tracing::info!(signal, "leaving the cluster");
-    out.print(&output::leaving());
-    let told = match node.leave().await {
-        Ok(told) => told,
-        // Already stopped: nothing was sent, and nothing is left to do.
-        Err(NodeError::Closed) => 0,
-        Err(e) => return Err(Failure::runtime(format!("leave: {e}"))),
+    // A SIGTERM and a `leave` command take the same path; `leave` commands
+    // that came meanwhile are answered with the first one.
+    let (reason, mut waiting) = match stop {
+        Stop::Signal(name) => (name, Vec::new()),
+        Stop::Command(writer) => ("leave command", vec![writer]),
     };
-    out.print(&output::stopped(told));
-    Ok(())
+    waiting.extend(
+        control
+            .as_mut()
+            .map(Control::close_leaves)
+            .unwrap_or_default(),
+    );
+    tracing::info!(reason, "leaving the cluster");
+    out.print(&output::leaving());
+    let left = match node.leave().await {
+        Ok(told) => Ok(told),
+        // Already stopped: nothing was sent, and nothing is left to do.
+        Err(NodeError::Closed) => Ok(0),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Ok(told) = left {
+        out.print(&output::stopped(told));
+    }
+    for writer in waiting {
+        control::answer_leave(writer, left.clone()).await;
+    }
+    // Stops serving and removes the socket file.
+    drop(control);
+    left.map(drop)
+        .map_err(|e| Failure::runtime(format!("leave: {e}")))
+}
+
+/// Why the agent stops.
+enum Stop {
+    /// SIGINT or SIGTERM.
+    Signal(&'static str),
+    /// A `leave` request on the control socket, answered once the node left.
+    Command(LineWriter),
+}
+
+/// The next `leave` request, or never without a control socket.
+async fn leave_requested(control: &mut Option<Control>) -> LineWriter {
+    match control {
+        Some(control) => control.leave_requested().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts the node the flags describe; returns it with the transport's name
-/// for the `started` line.
-async fn start(args: &AgentArgs) -> Result<(Node, &'static str), Failure> {
+/// for the `started` line, and the key file when it encrypts.
+async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>), Failure> {
     let security = args.security()?;
     let config = args
         .preset
@@ -76,17 +129,18 @@ async fn start(args: &AgentArgs) -> Result<(Node, &'static str), Failure> {
         builder = builder.initial_state(key, value);
     }
     let bind = args.bind;
+    let mut keys = None;
     let started = match security {
         Security::Plain => (builder.start_udp(bind).await, "udp"),
         Security::Encrypted { key_file, cipher } => {
-            let key = Key::from_file(&key_file).map_err(|e| Failure::flag("--key-file", e))?;
+            let (file, keyring) =
+                KeyFile::load(&key_file).map_err(|e| Failure::flag("--key-file", e))?;
+            keys = Some(file);
             let encryption = EncryptionConfig {
                 cipher,
                 ..EncryptionConfig::default()
             };
-            let node = builder
-                .start_encrypted_udp(bind, Keyring::new(key), encryption)
-                .await;
+            let node = builder.start_encrypted_udp(bind, keyring, encryption).await;
             (node, "encrypted-udp")
         }
         Security::Quic { ca, cert, key } => {
@@ -99,7 +153,7 @@ async fn start(args: &AgentArgs) -> Result<(Node, &'static str), Failure> {
         }
     };
     match started {
-        (Ok(node), transport) => Ok((node, transport)),
+        (Ok(node), transport) => Ok((node, transport, keys)),
         (Err(e), _) => Err(start_failure(e, bind)),
     }
 }

@@ -3,7 +3,10 @@
 //! `scuttlewire agent` runs one cluster member until SIGINT or SIGTERM and
 //! prints what it sees (joins, status changes, state, periodic reports) on
 //! stdout, one line per event, readable or JSON. `scuttlewire keygen` prints
-//! a fresh cluster key for `--key-file`.
+//! a fresh cluster key for `--key-file`. The operator commands (`members`,
+//! `get`, `set`, `delete`, `entries`, `keys`, `leave`, `monitor`,
+//! `metrics`) talk to a running agent through its control socket
+//! (`docs/OPERATIONS.md`).
 //!
 //! The binary uses only the library's public API (see
 //! `ARCHITECTURE.md`: `src/bin/` may not reach into engine internals).
@@ -16,14 +19,37 @@
 //! * `values` — the parsers of single flag values (seeds, state,
 //!   advertise, durations).
 //! * `agent` — starts the node and runs the event / report / signal loop.
+//! * `socket_path` — where the control socket is (`--control`).
+//! * `control` — the agent's control socket: binding, connections,
+//!   `leave` and `monitor`.
+//! * `commands` — what the agent does for each other control request.
+//! * `protocol` — the control protocol's requests and answers.
+//! * `framing` — lines over a Unix stream, both ways.
+//! * `counters` — the node's metrics as named counters (`metrics`).
+//! * `keyfile` — `--key-file`: several keys, rewritten after key changes.
+//! * `client` — the operator commands.
+//! * `connection` — their side of the control socket.
+//! * `tables` — their readable output.
 //! * `output` — renders events and reports as JSON or readable lines.
+//! * `prometheus` — the `--metrics-addr` endpoint.
 //! * `logging` — a small stderr subscriber for the library's `tracing`
 //!   logs, so the binary needs no logging dependency of its own.
 
 mod agent;
+mod client;
+mod commands;
+mod connection;
+mod control;
+mod counters;
+mod framing;
+mod keyfile;
 mod logging;
 mod options;
 mod output;
+mod prometheus;
+mod protocol;
+mod socket_path;
+mod tables;
 mod values;
 
 use std::fmt;
@@ -31,13 +57,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use client::ClientCommand;
 use options::AgentArgs;
 
 /// Gossip cluster membership and state (Scuttlebutt + SWIM).
 ///
-/// Every option of every command can also be given as an environment
-/// variable (shown as [env: ...]); a flag on the command line wins over the
-/// environment.
+/// Every option of `agent`, and `--control` of every command, can also be
+/// given as an environment variable (shown as [env: ...]); a flag on the
+/// command line wins over the environment.
 #[derive(Debug, Parser)]
 #[command(name = "scuttlewire", version, propagate_version = true)]
 struct Cli {
@@ -45,8 +72,8 @@ struct Cli {
     command: Command,
 }
 
-/// The commands. Operator commands (`members`, `keys`, ...) will join
-/// `agent` here.
+/// The commands: `agent`, `keygen`, and the operator commands that talk to
+/// a running agent.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one cluster member until SIGINT or SIGTERM, then leave gracefully.
@@ -61,6 +88,8 @@ enum Command {
     /// `umask 077; scuttlewire keygen > /etc/scuttlewire/cluster.key`, and
     /// give every member the same file.
     Keygen,
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 /// Why the binary stops with a non-zero status; printed as one
@@ -103,6 +132,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(args) => agent::run(*args).await,
         Command::Keygen => keygen(),
+        Command::Client(command) => client::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

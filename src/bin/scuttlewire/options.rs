@@ -19,6 +19,7 @@ use scuttlewire::seal::Cipher;
 
 use crate::Failure;
 use crate::logging::{DEFAULT_LOG, LogFilter};
+use crate::socket_path::{ControlFlag, parse_control};
 use crate::values::{
     Advertise, Seeds, StateItems, parse_advertise, parse_duration, parse_seeds, parse_state,
 };
@@ -69,7 +70,10 @@ pub struct AgentArgs {
     pub preset: Preset,
 
     /// File holding the base64 cluster key (make one with `scuttlewire
-    /// keygen`): every datagram is encrypted and authenticated with it
+    /// keygen`): every datagram is encrypted and authenticated with it. It
+    /// may hold several keys, one a line, the first one sealing (blank lines
+    /// and `#` comments are skipped); the agent rewrites it after `keys
+    /// install`, `use` and `remove`, so keep it writable by the agent
     #[arg(long, env = "SCUTTLEWIRE_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
@@ -106,6 +110,17 @@ pub struct AgentArgs {
     /// 1s, 500ms, 2m; 0 turns it off [default: off]
     #[arg(long, env = "SCUTTLEWIRE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub report_interval: Option<Duration>,
+
+    /// Serve the node's metrics for Prometheus over HTTP at this address
+    /// (any path answers), e.g. 127.0.0.1:9100 [default: off]
+    #[arg(long, env = "SCUTTLEWIRE_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Control socket for operator commands (`scuttlewire members`, `keys`,
+    /// `leave`, ...), or `none` [default: $XDG_RUNTIME_DIR/scuttlewire/agent.sock;
+    /// as root /run/scuttlewire/agent.sock; else /tmp/scuttlewire-UID/agent.sock]
+    #[arg(long, env = "SCUTTLEWIRE_CONTROL", value_name = "PATH", value_parser = parse_control)]
+    pub control: Option<ControlFlag>,
 
     /// Which logs reach stderr: a level (off, error, warn, info, debug,
     /// trace) and TARGET=LEVEL overrides, comma-separated

@@ -58,24 +58,76 @@ impl Line {
     /// `12:00:01.123 member_joined b 10.0.0.2:7946 generation=17`: names and
     /// addresses bare, other fields as `key=value`.
     pub fn to_human(&self, ts_ms: u64) -> String {
-        let mut out = format!("{} {}", clock_of(ts_ms), self.event);
-        for (key, value) in &self.fields {
-            out.push(' ');
-            match *key {
-                "name" | "node" | "origin" | "addr" => out.push_str(&human(value)),
-                "members" => {
-                    out.push_str("members=");
-                    out.push_str(&human_members(value));
-                }
-                _ => {
-                    out.push_str(key);
-                    out.push('=');
-                    out.push_str(&human(value));
-                }
+        render_human(ts_ms, self.event, self.fields.iter().map(|(k, v)| (*k, v)))
+    }
+}
+
+/// The readable form of one line, from its parts.
+fn render_human<'a>(
+    ts_ms: u64,
+    event: &str,
+    fields: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> String {
+    let mut out = format!("{} {event}", clock_of(ts_ms));
+    for (key, value) in fields {
+        out.push(' ');
+        match key {
+            "name" | "node" | "origin" | "addr" => out.push_str(&human(value)),
+            "members" => {
+                out.push_str("members=");
+                out.push_str(&human_members(value));
+            }
+            _ => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(&human(value));
             }
         }
-        out
     }
+    out
+}
+
+/// The order in which [`event`] and the other line builders write fields;
+/// [`json_to_human`] restores it (a parsed JSON object sorts its keys).
+const FIELD_ORDER: &[&str] = &[
+    "name",
+    "node",
+    "origin",
+    "addr",
+    "old_generation",
+    "generation",
+    "status",
+    "key",
+    "value",
+    "version",
+    "payload",
+    "missed",
+    "transport",
+    "cluster",
+    "told",
+    "debug",
+];
+
+/// The readable form of a JSON line as [`Line::to_json`] wrote it (what
+/// `scuttlewire monitor` receives); `None` if it is not such a line.
+/// Unknown fields come last, by name.
+pub fn json_to_human(line: &Value) -> Option<String> {
+    let object = line.as_object()?;
+    let ts_ms = object.get("ts_ms")?.as_u64()?;
+    let event = object.get("event")?.as_str()?;
+    let mut fields: Vec<(&str, &Value)> = object
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "ts_ms" | "event"))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let rank = |k: &str| {
+        FIELD_ORDER
+            .iter()
+            .position(|f| *f == k)
+            .unwrap_or(usize::MAX)
+    };
+    fields.sort_by_key(|(k, _)| rank(k));
+    Some(render_human(ts_ms, event, fields))
 }
 
 /// A value in a readable line: strings bare unless they need quotes,
@@ -187,7 +239,8 @@ pub fn stopped(told: usize) -> Line {
     Line::new("stopped").with("told", told)
 }
 
-fn status_name(status: MemberStatus) -> &'static str {
+/// A member status as printed and sent: `alive`, `suspect`, `dead`, `left`.
+pub fn status_name(status: MemberStatus) -> &'static str {
     match status {
         MemberStatus::Alive => "alive",
         MemberStatus::Suspect => "suspect",
@@ -341,6 +394,19 @@ mod tests {
             "{human}"
         );
         assert!(human.contains("seal_dropped=-"), "{human}");
+    }
+
+    #[test]
+    fn a_json_line_reads_back_as_the_readable_line() {
+        let line = event(&Event::KeySet {
+            node: id("b", 7),
+            key: "role".into(),
+            value: Bytes::from_static(b"web"),
+            version: 3,
+        });
+        let json: Value = serde_json::from_str(&line.to_json(3_723_004)).unwrap();
+        assert_eq!(json_to_human(&json), Some(line.to_human(3_723_004)));
+        assert_eq!(json_to_human(&serde_json::json!({"event": "x"})), None);
     }
 
     #[test]
