@@ -113,7 +113,10 @@ fn a_split_shorter_than_dead_retention_heals_too() {
     let mut sim = cluster(5, 25, &config);
     let took = split_and_heal(&mut sim, 5, 2, config.dead_retention / 2);
     eprintln!("2 | 3 split of dead_retention / 2 healed in {took:?}");
-    assert!(took <= config.reconnect_interval + Duration::from_secs(1), "{took:?}");
+    assert!(
+        took <= config.reconnect_interval + Duration::from_secs(1),
+        "{took:?}"
+    );
 }
 
 #[test]
