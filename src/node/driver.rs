@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use super::discovery::{self, Discoverer};
 use super::keys::{KEYS_STATE_KEY, KeyPublisher};
 use super::seeds::Seeds;
 use super::telemetry::Telemetry;
@@ -30,6 +31,7 @@ pub(crate) async fn run<T: Transport>(
     mut seed_provider: Option<SeedProvider>,
     mut keys: Option<KeyPublisher>,
     mut telemetry: Telemetry,
+    mut discovery: Option<Discoverer>,
 ) {
     let mut send_errors = 0u64;
     let mut recv_errors = 0u64;
@@ -95,6 +97,11 @@ pub(crate) async fn run<T: Transport>(
                 }
             },
             resolution = seeds.resolved() => seeds.apply(&mut engine, resolution),
+            step = discovery::next(&mut discovery, engine.needs_seeds()) => {
+                if let Some(d) = discovery.as_mut() {
+                    d.handle(step, &mut engine, &mut seeds).await;
+                }
+            }
             cmd = commands.recv() => match cmd {
                 None => break,
                 Some(Command::Shutdown(ack)) => {
@@ -169,6 +176,7 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
                 send_errors,
                 recv_errors,
                 seal: None,
+                discovery: None,
             });
         }
         Command::ClusterKeys(tx) => {

@@ -69,6 +69,8 @@ impl NodeBuilder {
     ) -> Result<Node, NodeError> {
         self.config.validate()?;
         let encryption = self.label(encryption);
+        // LAN discovery, if on, seals as the transport does.
+        self.encryption = Some(encryption.clone());
         let transport = Arc::new(Encrypted::new(inner, keyring.clone(), encryption)?);
         let weak: Weak<Encrypted<T>> = Arc::downgrade(&transport);
         let stats: SealStats = Arc::new(move || weak.upgrade().map(|t| t.stats()));

@@ -50,9 +50,12 @@
 //! * `cluster_keys` — [`ClusterKeys`], the cluster-wide view of keys.
 //! * `telemetry` — counters, gauges and histograms through the `metrics`
 //!   facade, labelled with the node's name (see `docs/METRICS.md`).
+//! * `discovery` — optional multicast LAN discovery ([`Discovery`]): nodes
+//!   announce themselves and take what they hear as seeds.
 
 mod advertise;
 mod cluster_keys;
+mod discovery;
 mod driver;
 mod encrypted;
 mod events;
@@ -69,6 +72,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use cluster_keys::{ClusterKeys, KeyUsage, MemberKeys};
+pub use discovery::{Discovery, DiscoveryStats};
 pub use events::EventStream;
 pub use keys::KEYS_STATE_KEY;
 
@@ -77,7 +81,7 @@ use crate::engine::{
     BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId, SetError,
 };
 use crate::seal::{Keyring, KeyringError};
-use crate::transport::{EncryptedStats, Transport, TransportError, Udp};
+use crate::transport::{EncryptedStats, EncryptionConfig, Transport, TransportError, Udp};
 use encrypted::SealStats;
 use keys::KeyPublisher;
 
@@ -94,6 +98,11 @@ pub enum NodeError {
     /// The transport failed to start.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// LAN discovery ([`NodeBuilder::discovery`]) could not open its
+    /// sockets (the discovery port is taken, the group cannot be joined);
+    /// nothing was started.
+    #[error("LAN discovery: {0}")]
+    Discovery(TransportError),
     /// A write was refused; the state is unchanged.
     #[error(transparent)]
     Set(#[from] SetError),
@@ -152,6 +161,10 @@ pub struct NodeMetrics {
     /// [`NodeBuilder::start_encrypted_udp`] or
     /// [`NodeBuilder::start_encrypted`]; `None` otherwise.
     pub seal: Option<EncryptedStats>,
+    /// LAN discovery's counters (announcements sent, heard, dropped by
+    /// reason), when the node was started with
+    /// [`NodeBuilder::discovery`]; `None` otherwise.
+    pub discovery: Option<DiscoveryStats>,
 }
 
 /// Every live key of a node with its value and version, sorted by key (see
@@ -168,6 +181,10 @@ pub struct NodeBuilder {
     advertise: Option<SocketAddr>,
     event_capacity: usize,
     keyring: Option<Keyring>,
+    discovery: Option<Discovery>,
+    /// The encrypted transport's configuration, set by `start_encrypted`,
+    /// so that discovery seals as the transport does.
+    encryption: Option<crate::transport::EncryptionConfig>,
 }
 
 impl NodeBuilder {
@@ -233,6 +250,30 @@ impl NodeBuilder {
         self
     }
 
+    /// Turns on multicast LAN discovery (off by default): the node
+    /// announces itself to the group of `discovery` and takes the nodes it
+    /// hears announcing as seeds, so nodes with no seed list find each
+    /// other on one link. Seeds given as well are used as usual.
+    ///
+    /// On an encrypted transport the announcements are sealed with the
+    /// transport's keyring, cipher and cluster label
+    /// ([`NodeBuilder::start_encrypted_udp`], [`NodeBuilder::start_encrypted`];
+    /// for an encrypted transport given to [`NodeBuilder::start`] with
+    /// [`NodeBuilder::keyring`], with the default cipher and the cluster
+    /// name as label), so only holders of a cluster key are heard. Over
+    /// QUIC they are plaintext (TLS cannot cover multicast); a stranger's
+    /// announcement then costs a failed handshake at most.
+    ///
+    /// Starting fails, naming a `discovery.*` field, if `discovery` is
+    /// invalid or its group is not of the advertised address's family, and
+    /// with [`NodeError::Discovery`] if the discovery port cannot be bound
+    /// (one node per host may use it) or the group cannot be joined. See
+    /// `docs/PROTOCOL.md` (Discovery) for what it sends and costs.
+    pub fn discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
     /// Starts the node on plain UDP bound to `bind` (default 1,400-byte
     /// payload budget).
     pub async fn start_udp(self, bind: SocketAddr) -> Result<Node, NodeError> {
@@ -253,6 +294,9 @@ impl NodeBuilder {
     ) -> Result<Node, NodeError> {
         let mut config = self.config;
         config.validate()?;
+        if let Some(d) = &self.discovery {
+            d.validate()?;
+        }
         for name in &self.seed_hosts {
             seeds::check_name(name).map_err(|reason| ConfigError {
                 field: "seeds",
@@ -291,6 +335,24 @@ impl NodeBuilder {
         if let Some(publisher) = publisher.as_mut() {
             publisher.publish(&mut engine)?;
         }
+        let discovery = match self.discovery {
+            Some(d) => {
+                let cluster = engine.config().cluster.clone();
+                // Sealed as the transport seals (an encrypted transport
+                // given to `start` with `.keyring(..)`: as
+                // `start_encrypted` would, with the cluster name as label).
+                let sealing = self.keyring.clone().map(|k| {
+                    let encryption = self
+                        .encryption
+                        .unwrap_or_else(|| EncryptionConfig::new(cluster.as_str()));
+                    (k, encryption)
+                });
+                let d = discovery::Discoverer::start(d, id.clone(), &cluster, sealing, rng_seed)?;
+                Some(d)
+            }
+            None => None,
+        };
+        let discovery_stats = discovery.as_ref().map(discovery::Discoverer::stats_reader);
         let telemetry = telemetry::Telemetry::new(&mut engine, seal.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (events_tx, _) = broadcast::channel(self.event_capacity);
@@ -303,6 +365,7 @@ impl NodeBuilder {
             self.seed_provider,
             publisher,
             telemetry,
+            discovery,
         ));
         Ok(Node {
             inner: Arc::new(Inner {
@@ -312,6 +375,7 @@ impl NodeBuilder {
                 task: Mutex::new(Some(task)),
                 keyring: self.keyring,
                 seal,
+                discovery: discovery_stats,
             }),
         })
     }
@@ -328,6 +392,8 @@ struct Inner {
     keyring: Option<Keyring>,
     /// Reads the encrypted transport's counters while it exists.
     seal: Option<SealStats>,
+    /// Reads LAN discovery's counters, when it is on.
+    discovery: Option<discovery::StatsReader>,
 }
 
 /// A handle to a running node. Cheap to clone; the node stops when
@@ -355,6 +421,8 @@ impl Node {
             advertise: None,
             event_capacity: 16_384,
             keyring: None,
+            discovery: None,
+            encryption: None,
         }
     }
 
@@ -425,6 +493,7 @@ impl Node {
     pub async fn metrics(&self) -> Result<NodeMetrics, NodeError> {
         let mut metrics = self.ask(Command::Metrics).await?;
         metrics.seal = self.seal_stats();
+        metrics.discovery = self.inner.discovery.as_ref().map(|d| d.stats());
         Ok(metrics)
     }
 

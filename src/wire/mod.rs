@@ -6,9 +6,14 @@
 //! it allocates, the datagram itself is refused above [`MAX_PACKET`], and
 //! [`decode`] then checks the protocol version, the cluster id and the
 //! per-field limits in [`Limits`] before the engine sees anything.
+//!
+//! The one other message, [`proto::Announce`] (LAN discovery, sent to its
+//! own port), has its own capped decoder, [`decode_announce`].
 
+mod announce;
 mod packer;
 
+pub use announce::{MAX_ANNOUNCE, decode_announce, encode_announce};
 pub use packer::{Packer, PackerError};
 
 use bytes::Buf;

@@ -125,6 +125,9 @@ async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>)
     if let Some(addr) = args.advertise_addr()? {
         builder = builder.advertise(addr);
     }
+    if let Some(discovery) = args.discovery()? {
+        builder = builder.discovery(discovery);
+    }
     for (key, value) in args.state_items() {
         builder = builder.initial_state(key, value);
     }

@@ -8,13 +8,14 @@
 //! [`AgentArgs`] returning a [`Failure`] that names the flag. Nothing here
 //! opens a socket, so it is all unit-tested.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::{Args, ValueEnum};
 use scuttlewire::Config;
+use scuttlewire::node::Discovery;
 use scuttlewire::seal::Cipher;
 
 use crate::Failure;
@@ -94,6 +95,27 @@ pub struct AgentArgs {
     /// QUIC transport: PEM file of this node's private key
     #[arg(long, env = "SCUTTLEWIRE_QUIC_KEY", value_name = "PATH")]
     pub quic_key: Option<PathBuf>,
+
+    /// Find the other nodes on this LAN by multicast, no --seeds needed:
+    /// announce this node to a multicast group and join through the nodes
+    /// heard there; sealed with --key-file; one agent per host (the
+    /// variable: 1, true, yes or on; 0, false, no, off or empty for off)
+    #[arg(long, env = "SCUTTLEWIRE_DISCOVERY", value_parser = FalseyValueParser::new())]
+    pub discovery: bool,
+
+    /// Multicast group of --discovery [default: 239.255.77.46, or ff12::7746
+    /// for a node with an IPv6 address]
+    #[arg(long, env = "SCUTTLEWIRE_DISCOVERY_GROUP", value_name = "IP")]
+    pub discovery_group: Option<IpAddr>,
+
+    /// UDP port of --discovery's group, the same on every node [default: 7947]
+    #[arg(long, env = "SCUTTLEWIRE_DISCOVERY_PORT", value_name = "PORT")]
+    pub discovery_port: Option<u16>,
+
+    /// Time between --discovery announcements once joined, e.g. 30s, 1m
+    /// (every second while alone, or this if shorter) [default: 30s]
+    #[arg(long, env = "SCUTTLEWIRE_DISCOVERY_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub discovery_interval: Option<Duration>,
 
     /// State this node publishes from the start, comma-separated KEY=VALUE
     /// (a value cannot contain a comma)
@@ -229,6 +251,42 @@ impl AgentArgs {
         }
     }
 
+    /// The `--discovery*` flags as the library's settings; `None` without
+    /// `--discovery`. Refuses the other discovery flags without it, and
+    /// out-of-range values naming the flag.
+    pub fn discovery(&self) -> Result<Option<Discovery>, Failure> {
+        if !self.discovery {
+            let given = [
+                ("--discovery-group", self.discovery_group.is_some()),
+                ("--discovery-port", self.discovery_port.is_some()),
+                ("--discovery-interval", self.discovery_interval.is_some()),
+            ];
+            return match given.iter().find(|(_, set)| *set) {
+                Some((flag, _)) => Err(Failure::flag(flag, "only applies with --discovery")),
+                None => Ok(None),
+            };
+        }
+        let mut d = Discovery::lan();
+        if let Some(group) = self.discovery_group {
+            d = d.with_group(group);
+        }
+        if let Some(port) = self.discovery_port {
+            d = d.with_port(port);
+        }
+        if let Some(interval) = self.discovery_interval {
+            d = d.with_interval(interval);
+        }
+        d.validate().map_err(|e| {
+            let flag = match e.field {
+                "discovery.group" => "--discovery-group",
+                "discovery.port" => "--discovery-port",
+                _ => "--discovery-interval",
+            };
+            Failure::flag(flag, e.reason)
+        })?;
+        Ok(Some(d))
+    }
+
     /// How often to print a report; `None` when off (absent or 0).
     pub fn report_every(&self) -> Option<Duration> {
         self.report_interval.filter(|d| !d.is_zero())
@@ -356,6 +414,49 @@ mod tests {
             a.state_items(),
             [("x".into(), "1".into()), ("y".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn discovery_flags_build_the_settings_and_refuse_nonsense() {
+        assert_eq!(args(&[]).discovery().unwrap(), None);
+        assert_eq!(
+            args(&["--discovery"]).discovery().unwrap(),
+            Some(Discovery::lan())
+        );
+        let d = args(&[
+            "--discovery",
+            "--discovery-group",
+            "239.1.2.3",
+            "--discovery-port",
+            "9000",
+            "--discovery-interval",
+            "500ms",
+        ])
+        .discovery()
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.group, Some("239.1.2.3".parse().unwrap()));
+        assert_eq!(d.port, 9000);
+        assert_eq!(d.interval, Duration::from_millis(500));
+        assert_eq!(d.alone_interval, Duration::from_millis(500));
+        for (flags, flag) in [
+            (&["--discovery-port", "9000"][..], "--discovery-port:"),
+            (
+                &["--discovery", "--discovery-group", "10.0.0.1"],
+                "--discovery-group:",
+            ),
+            (
+                &["--discovery", "--discovery-port", "0"],
+                "--discovery-port:",
+            ),
+            (
+                &["--discovery", "--discovery-interval", "10ms"],
+                "--discovery-interval:",
+            ),
+        ] {
+            let err = args(flags).discovery().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{flags:?}: {err}");
+        }
     }
 
     #[test]

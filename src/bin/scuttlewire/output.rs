@@ -11,7 +11,7 @@
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use scuttlewire::node::NodeMetrics;
+use scuttlewire::node::{DiscoveryStats, NodeMetrics};
 use scuttlewire::{Event, Member, MemberStatus, NodeId};
 use serde_json::{Value, json};
 
@@ -227,6 +227,22 @@ pub fn report(mut members: Vec<Member>, metrics: &NodeMetrics) -> Line {
         .with("seal_dropped", metrics.seal.map(|s| s.dropped()))
         .with("packets_received", metrics.engine.packets_received)
         .with("packets_sent", metrics.engine.packets_sent)
+        .with("discovery", metrics.discovery.as_ref().map(discovery))
+}
+
+/// LAN discovery's counters in a report (`null` without `--discovery`).
+fn discovery(d: &DiscoveryStats) -> Value {
+    json!({
+        "sent": d.sent,
+        "answered": d.answered,
+        "received": d.received,
+        "own": d.own,
+        "joined_from": d.joined_from,
+        "dropped_foreign": d.dropped_foreign,
+        "dropped_malformed": d.dropped_malformed,
+        "dropped_unsealed": d.dropped_unsealed,
+        "send_errors": d.send_errors,
+    })
 }
 
 /// A signal arrived; the node is leaving.
@@ -387,6 +403,7 @@ mod tests {
         );
         assert_eq!(v["engine_drops"], 0);
         assert!(v["seal_dropped"].is_null());
+        assert!(v["discovery"].is_null());
         assert_eq!(v["packets_sent"], 11);
         let human = line.to_human(0);
         assert!(
@@ -394,6 +411,24 @@ mod tests {
             "{human}"
         );
         assert!(human.contains("seal_dropped=-"), "{human}");
+    }
+
+    #[test]
+    fn a_report_carries_the_discovery_counters() {
+        let metrics = NodeMetrics {
+            discovery: Some(DiscoveryStats {
+                sent: 3,
+                joined_from: 2,
+                dropped_unsealed: 5,
+                ..DiscoveryStats::default()
+            }),
+            ..NodeMetrics::default()
+        };
+        let v = parse(&report(Vec::new(), &metrics));
+        assert_eq!(v["discovery"]["sent"], 3);
+        assert_eq!(v["discovery"]["joined_from"], 2);
+        assert_eq!(v["discovery"]["dropped_unsealed"], 5);
+        assert_eq!(v["discovery"]["dropped_foreign"], 0);
     }
 
     #[test]
