@@ -382,8 +382,8 @@ async fn converge(nodes: &[&Node], owner: &str, key: &str, value: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_node_cluster_converges() {
+/// Three QUIC nodes, each with a `role` every other node has learnt.
+async fn three_converged() -> [Node; 3] {
     let (a, _) = start("node-1", dev(1), &[]).await;
     let seed = [a.local_id().addr];
     let (b, _) = start("node-2", dev(2), &seed).await;
@@ -395,6 +395,13 @@ async fn three_node_cluster_converges() {
     converge(&all, "node-1", "role", "1").await;
     converge(&all, "node-2", "role", "2").await;
     converge(&all, "node-3", "role", "3").await;
+    [a, b, c]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_cluster_converges() {
+    let [a, b, c] = three_converged().await;
+    let all = [&a, &b, &c];
     for node in all {
         assert_eq!(node.members().await.unwrap().len(), 3);
         node.shutdown().await;
@@ -460,18 +467,7 @@ async fn verdict_on(
 /// would lose the leave every time, not just now and then.
 #[tokio::test]
 async fn leave_reaches_the_peers_before_the_endpoint_closes() {
-    let (a, _) = start("node-1", dev(1), &[]).await;
-    let seed = [a.local_id().addr];
-    let (b, _) = start("node-2", dev(2), &seed).await;
-    let (c, _) = start("node-3", dev(3), &seed).await;
-    for (node, v) in [(&a, "1"), (&b, "2"), (&c, "3")] {
-        node.set("role", v).await.unwrap();
-    }
-    let all = [&a, &b, &c];
-    converge(&all, "node-1", "role", "1").await;
-    converge(&all, "node-2", "role", "2").await;
-    converge(&all, "node-3", "role", "3").await;
-
+    let [a, b, c] = three_converged().await;
     let (mut at_a, mut at_b) = (a.events(), b.events());
     c.leave().await.unwrap();
     // Long enough for a silent leaver to be suspected and declared dead.

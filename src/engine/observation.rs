@@ -113,6 +113,17 @@ mod tests {
         std::iter::from_fn(|| e.poll_observation()).collect()
     }
 
+    /// The suspicions that ended since the last look: how long, and how.
+    fn suspicions_ended(e: &mut Engine) -> Vec<(Duration, SuspicionOutcome)> {
+        observations(e)
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::SuspicionEnded { after, outcome } => Some((after, outcome)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn status_of_b(a: &Engine) -> Option<MemberStatus> {
         a.members()
             .into_iter()
@@ -214,13 +225,7 @@ mod tests {
             |a| status_of_b(a) == Some(MemberStatus::Alive),
         );
         assert!(refuted, "b never refuted");
-        let ended: Vec<_> = observations(&mut a)
-            .into_iter()
-            .filter_map(|o| match o {
-                Observation::SuspicionEnded { after, outcome } => Some((after, outcome)),
-                _ => None,
-            })
-            .collect();
+        let ended = suspicions_ended(&mut a);
         assert_eq!(ended.len(), 1, "{ended:?}");
         assert_eq!(ended[0].1, SuspicionOutcome::Refuted);
         assert!(ended[0].0 <= now - started + Duration::from_millis(10));
@@ -236,13 +241,7 @@ mod tests {
             |a| status_of_b(a) == Some(MemberStatus::Dead),
         );
         assert!(dead, "a never declared b dead");
-        let ended: Vec<_> = observations(&mut a)
-            .into_iter()
-            .filter_map(|o| match o {
-                Observation::SuspicionEnded { after, outcome } => Some((after, outcome)),
-                _ => None,
-            })
-            .collect();
+        let ended = suspicions_ended(&mut a);
         assert_eq!(ended.len(), 1, "{ended:?}");
         assert_eq!(ended[0].1, SuspicionOutcome::Dead);
         let (min, _) = a.suspicion_bounds();
