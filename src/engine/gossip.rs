@@ -9,7 +9,7 @@ use std::time::Instant;
 use prost::Message as _;
 
 use super::digest::{self, Line, liveness, split_liveness};
-use super::lifecycle::{confirms, supersedes};
+use super::lifecycle::supersedes;
 use super::membership::Known;
 use super::probe::state_of;
 use super::rumor::Subject;
@@ -44,8 +44,8 @@ struct Comparison {
 #[derive(Debug, Clone)]
 enum News {
     /// Newer by SWIM precedence and safe to take as is: a higher
-    /// incarnation alive, a departure, another suspicion of a member we
-    /// suspect too, or a claim that *we* are down (we refute).
+    /// incarnation alive, a departure, or a claim that *we* are down (we
+    /// refute).
     Apply(u64, u64, MemberState),
     /// The peer holds down (suspect, dead or removed) a member we hold up,
     /// at its incarnation: we cannot tell which of us is right, but the
@@ -378,9 +378,11 @@ impl Engine {
             return (down && inc >= k.incarnation).then_some(News::Apply(k.key, inc, state));
         }
         if down && k.status == MemberStatus::Suspect && inc == k.incarnation {
-            // Both of us suspect it: another suspector (Lifeguard).
-            return confirms(MemberState::Suspect, inc, k.status, k.incarnation)
-                .then_some(News::Apply(k.key, inc, MemberState::Suspect));
+            // Both of us suspect it. That the peer lists it so does not
+            // say the peer probed it (it may only have heard the rumor),
+            // so it is no independent confirmation (Lifeguard): nothing
+            // to do, the suspicion runs its course.
+            return None;
         }
         if down && supersedes(state, inc, k.status, k.incarnation) {
             return Some(News::Doubt(k.key, inc));

@@ -320,7 +320,7 @@ pub(super) fn supersedes(
 
 /// Whether a rumor that does not supersede the record is still another
 /// node's suspicion of the same incarnation, which Lifeguard counts.
-pub(super) fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
+fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -> bool {
     state == MemberState::Suspect && cur == MemberStatus::Suspect && incarnation == inc
 }
 
