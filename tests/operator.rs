@@ -104,32 +104,45 @@ fn members_state_monitor_metrics_and_leave_on_a_plain_cluster() {
         &["monitor", "--control", &c.control.to_string_lossy()],
         &[],
     ));
-    // The monitors may subscribe after the first change: set until seen.
-    let mut seen = false;
-    for round in 0..10 {
-        let value = format!("eu-{round}");
-        a.run(&["set", "zone", &value]).ok();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !seen && Instant::now() < deadline {
-            seen = monitor.stdout().iter().any(|line| {
-                let json: Value = serde_json::from_str(line).unwrap_or_default();
-                json["event"] == "key_set" && json["node"] == "a" && json["value"] == value
-            });
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if seen {
-            break;
-        }
-    }
-    assert!(seen, "monitor saw no key_set: {:?}", monitor.stdout());
-    let zone = |agent: &Agent| agent.run(&["get", "a", "zone"]);
-    eventually("b gets a's zone", || zone(&b).stdout.starts_with("eu-"));
-    eventually("the readable monitor shows the change", || {
+    // The monitors may subscribe after the first changes: set again until
+    // both have shown one (each only sees changes made after it subscribed).
+    let json_saw = |value: &str| {
+        monitor.stdout().iter().any(|line| {
+            let json: Value = serde_json::from_str(line).unwrap_or_default();
+            json["event"] == "key_set" && json["node"] == "a" && json["value"] == value
+        })
+    };
+    let readable_saw = || {
         readable
             .stdout()
             .iter()
             .any(|l| l.contains("key_set a key=zone value=eu-"))
-    });
+    };
+    let mut seen = (false, false);
+    for round in 0..10 {
+        let value = format!("eu-{round}");
+        a.run(&["set", "zone", &value]).ok();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while seen != (true, true) && Instant::now() < deadline {
+            seen = (seen.0 || json_saw(&value), seen.1 || readable_saw());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if seen == (true, true) {
+            break;
+        }
+    }
+    assert!(
+        seen.0,
+        "the JSON monitor saw no key_set: {:?}",
+        monitor.stdout()
+    );
+    assert!(
+        seen.1,
+        "the readable monitor saw no key_set: {:?}",
+        readable.stdout()
+    );
+    let zone = |agent: &Agent| agent.run(&["get", "a", "zone"]);
+    eventually("b gets a's zone", || zone(&b).stdout.starts_with("eu-"));
     let entries = c.run(&["entries", "a", "--json"]).ok().json();
     let keys: Vec<&str> = entries
         .as_array()
