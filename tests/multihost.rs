@@ -575,6 +575,33 @@ impl Cluster {
 
 /// A fresh base64 key file (mode 0600: the library warns about shared key
 /// files) in the net's scratch directory.
+/// What is wrong, if anything, after node-6 (holding the wrong key) ran
+/// since `since`: any of `hosts` that listed it, and node-6 itself if it
+/// reports anyone but itself (or no report at all).
+fn intruder_problems(c: &Cluster, hosts: &[usize], since: Instant) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &i in hosts {
+        let listed = c.agent(i).first_since(since, |l| {
+            (l.event() == "report" && member(&l.json, "node-6").is_some())
+                || (l.event().starts_with("member_") && l.json["node"] == "node-6")
+        });
+        if let Some(l) = listed {
+            problems.push(format!(
+                "{} saw node-6 at {}: {}",
+                c.name(i),
+                c.since_t0(l.at),
+                l.json
+            ));
+        }
+    }
+    match c.agent(6).last_event("report") {
+        Some(r) if count(&r.json, "alive") == 1 => {}
+        Some(r) => problems.push(format!("node-6 (wrong key) reports others: {}", r.json)),
+        None => problems.push("node-6 printed no report".to_string()),
+    }
+    problems
+}
+
 fn write_key(dir: &Path, file: &str) -> PathBuf {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -946,27 +973,7 @@ fn s4_encrypted_udp_and_wrong_key() {
     );
     c.started(6, "encrypted-udp");
     sleep_until(t_intruder + Duration::from_secs(10));
-    let mut problems = Vec::new();
-    for i in all {
-        let listed = c.agent(i).first_since(t_intruder, |l| {
-            (l.event() == "report" && member(&l.json, "node-6").is_some())
-                || (l.event().starts_with("member_") && l.json["node"] == "node-6")
-        });
-        if let Some(l) = listed {
-            problems.push(format!(
-                "{} saw node-6 at {}: {}",
-                c.name(i),
-                c.since_t0(l.at),
-                l.json
-            ));
-        }
-    }
-    let six = c.agent(6).last_event("report");
-    if let Some(r) = &six {
-        if count(&r.json, "alive") != 1 {
-            problems.push(format!("node-6 (wrong key) reports others: {}", r.json));
-        }
-    }
+    let mut problems = intruder_problems(&c, &all, t_intruder);
     let dropped: Vec<(usize, Option<u64>)> = (1..=6)
         .map(|i| {
             (
@@ -1122,26 +1129,7 @@ fn s6_multicast_discovery_five_hosts() {
     c.start(6, None, &flags(&wrong), &[]);
     c.started(6, "encrypted-udp");
     sleep_until(t_intruder + Duration::from_secs(10));
-    for i in all {
-        let listed = c.agent(i).first_since(t_intruder, |l| {
-            (l.event() == "report" && member(&l.json, "node-6").is_some())
-                || (l.event().starts_with("member_") && l.json["node"] == "node-6")
-        });
-        if let Some(l) = listed {
-            problems.push(format!(
-                "{} saw node-6 at {}: {}",
-                c.name(i),
-                c.since_t0(l.at),
-                l.json
-            ));
-        }
-    }
-    let six = c.agent(6).last_event("report");
-    match &six {
-        Some(r) if count(&r.json, "alive") == 1 => {}
-        Some(r) => problems.push(format!("node-6 (wrong key) reports others: {}", r.json)),
-        None => problems.push("node-6 printed no report".to_string()),
-    }
+    problems.extend(intruder_problems(&c, &all, t_intruder));
     for i in (1..=6).filter(|&i| c.agents[i - 1].is_some()) {
         let shown = c
             .agent(i)
