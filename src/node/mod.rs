@@ -75,6 +75,7 @@ pub use cluster_keys::{ClusterKeys, KeyUsage, MemberKeys};
 pub use discovery::{Discovery, DiscoveryStats};
 pub use events::EventStream;
 pub use keys::KEYS_STATE_KEY;
+pub use seeds::check_seed_host;
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{
@@ -298,7 +299,7 @@ impl NodeBuilder {
             d.validate()?;
         }
         for name in &self.seed_hosts {
-            seeds::check_name(name).map_err(|reason| ConfigError {
+            seeds::check_seed_host(name).map_err(|reason| ConfigError {
                 field: "seeds",
                 reason,
             })?;

@@ -154,17 +154,31 @@ async fn lookup(name: &str) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
-/// Checks a seed name's form (`host:port`) without resolving it.
-pub(super) fn check_name(name: &str) -> Result<(), String> {
-    let (host, port) = name
-        .rsplit_once(':')
-        .ok_or_else(|| format!("seed {name:?} has no port (expected host:port)"))?;
-    if host.is_empty() || host == "[]" {
-        return Err(format!("seed {name:?} has no host"));
+/// Checks a seed's form without resolving it: `name:port`, `ip:port` or
+/// `[ipv6]:port`, port 1..=65535. The error says what is wrong, quoting
+/// the seed. [`NodeBuilder::seed_hosts`](super::NodeBuilder::seed_hosts)
+/// refuses such a seed at start; the agent refuses it as a flag value.
+pub fn check_seed_host(seed: &str) -> Result<(), String> {
+    let Some((host, port)) = seed.rsplit_once(':') else {
+        return Err(format!(
+            "{seed:?} has no port; write HOST:PORT, e.g. {seed}:7946"
+        ));
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(rest) => rest
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => !host.is_empty() && !host.contains(':'),
+    };
+    if !host_ok {
+        return Err(format!(
+            "{seed:?} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7946)"
+        ));
     }
-    port.parse::<u16>()
-        .map_err(|_| format!("seed {name:?} has an invalid port"))?;
-    Ok(())
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{seed:?} has no valid port (1..=65535)")),
+    }
 }
 
 #[cfg(test)]
@@ -173,12 +187,21 @@ mod tests {
 
     #[test]
     fn names_need_a_host_and_a_port() {
-        assert!(check_name("db-1.internal:7946").is_ok());
-        assert!(check_name("[::1]:7946").is_ok());
-        assert!(check_name("10.0.0.1:7946").is_ok());
-        assert!(check_name("db-1").is_err());
-        assert!(check_name(":7946").is_err());
-        assert!(check_name("db-1:http").is_err());
+        for good in ["db-1.internal:7946", "[::1]:7946", "10.0.0.1:7946"] {
+            assert!(check_seed_host(good).is_ok(), "{good:?} refused");
+        }
+        assert!(check_seed_host("db-1").unwrap_err().contains("no port"));
+        for bad in [
+            "::1:7946",
+            "[::1]",
+            "[nope]:1",
+            ":7946",
+            "a:0",
+            "a:70000",
+            "db-1:http",
+        ] {
+            assert!(check_seed_host(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[tokio::test]

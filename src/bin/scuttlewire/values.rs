@@ -6,6 +6,7 @@
 //! <HOST:PORT,...>': ...`), also when the value came from the environment.
 //! Pure functions, tested below without a socket.
 
+use scuttlewire::node::check_seed_host;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -69,34 +70,10 @@ pub fn parse_advertise(text: &str) -> Result<Advertise, String> {
 pub fn parse_seeds(text: &str) -> Result<Seeds, String> {
     let mut seeds = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        check_seed(entry)?;
+        check_seed_host(entry)?;
         seeds.push(entry.to_owned());
     }
     Ok(Seeds(seeds))
-}
-
-/// One seed: `name:port`, `ip:port` or `[ipv6]:port`, port 1..=65535.
-fn check_seed(entry: &str) -> Result<(), String> {
-    let Some((host, port)) = entry.rsplit_once(':') else {
-        return Err(format!(
-            "{entry:?} has no port; write HOST:PORT, e.g. {entry}:7946"
-        ));
-    };
-    let host_ok = match host.strip_prefix('[') {
-        Some(rest) => rest
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => !host.is_empty() && !host.contains(':'),
-    };
-    if !host_ok {
-        return Err(format!(
-            "{entry:?} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7946)"
-        ));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("{entry:?} has no valid port (1..=65535)")),
-    }
 }
 
 /// `--state`: comma-separated `KEY=VALUE`; empty entries are skipped, the
