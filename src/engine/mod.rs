@@ -682,7 +682,7 @@ impl Engine {
     /// if `id` is an older generation than the one we know.
     fn learn(&mut self, id: &NodeId, _now: Instant) -> Option<u64> {
         match self.members.key_of(&id.name) {
-            None if self.swim.is_removed(&id.name, id.generation) => {
+            None if self.swim.removed.is_removed(&id.name, id.generation) => {
                 // Removed: only the node's own refutation brings it back.
                 self.metrics.stale_generation += 1;
                 None

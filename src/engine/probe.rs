@@ -130,12 +130,6 @@ impl Swim {
         t
     }
 
-    /// Whether `name` at `generation` was removed and must not come back
-    /// through third-party news.
-    pub fn is_removed(&self, name: &str, generation: u64) -> bool {
-        self.removed.is_removed(name, generation)
-    }
-
     /// Drops every probe, relay, suspicion and retry (the node is leaving).
     pub fn stop(&mut self) {
         self.leaving = true;
