@@ -25,11 +25,9 @@ impl Engine {
             })),
         };
         let len = crate::wire::field_len(prost::Message::encoded_len(&msg));
-        if len > self.max_entry {
-            return Err(BroadcastError::TooLarge {
-                len,
-                max: self.max_entry,
-            });
+        let max = self.outbox.max_entry();
+        if len > max {
+            return Err(BroadcastError::TooLarge { len, max });
         }
         self.swim.broadcast_seq += 1;
         self.remember_broadcast(self.me.name.clone(), id);

@@ -15,12 +15,9 @@ use std::collections::HashSet;
 use prost::Message as _;
 
 use super::membership::Members;
-use super::probe::state_of;
+use super::msg::state_of;
+use super::outbox::DIGEST_FIXED;
 use crate::wire::proto::{self, MemberState};
-
-/// Encoded bytes of the digest's fixed part (fingerprint, count, flag and
-/// the four packed-array headers), rounded up.
-const FIXED: usize = 9 + 6 + 2 + 4 * 4;
 
 /// One digest line: node key, max version, last collected version, and
 /// the node's liveness as the sender holds it (see [`liveness`]).
@@ -99,7 +96,7 @@ pub(crate) fn build(
     let mut b = Page {
         lines: Vec::new(),
         seen: HashSet::new(),
-        used: FIXED,
+        used: DIGEST_FIXED,
     };
     let mut asked = Vec::new();
     for u in unknown {

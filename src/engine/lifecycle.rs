@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::msg::{status_of, update};
 use super::observation::SuspicionOutcome;
-use super::probe::{Dead, status_of, update};
+use super::probe::Dead;
 use super::rumor::Teller;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, MemberStatus, NodeId};
@@ -32,7 +33,7 @@ impl Engine {
         self.swim.told_dead.insert(to, now);
         self.metrics.dead_told += 1;
         let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
-        self.send_messages(to, None, vec![msg], None);
+        self.send(to, None, vec![msg], None);
     }
 
     /// Queues an alive rumor about a member we just met.
@@ -263,7 +264,7 @@ impl Engine {
             MemberState::Alive,
             &self.me.name,
         );
-        self.send_messages(to, None, vec![msg], None);
+        self.send(to, None, vec![msg], None);
     }
 
     // ----- leaving -------------------------------------------------------
@@ -286,7 +287,7 @@ impl Engine {
             .filter_map(|k| self.members.get(*k).map(|k| k.id.addr))
             .collect();
         for addr in &addrs {
-            self.send_messages(*addr, None, vec![msg.clone()], None);
+            self.send(*addr, None, vec![msg.clone()], None);
         }
         addrs.len()
     }

@@ -6,17 +6,19 @@
 mod broadcast;
 mod digest;
 mod event;
-mod gossip;
 mod lifecycle;
 mod membership;
 mod metrics;
+mod msg;
 mod node_id;
 mod observation;
+mod outbox;
 #[cfg(test)]
 mod pair;
 mod phi;
 mod probe;
 mod push;
+mod reconcile;
 mod reconnect;
 mod removed;
 mod rumor;
@@ -28,7 +30,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use prost::Message as _;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -37,20 +38,15 @@ pub use membership::{Member, MemberStatus};
 pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
 pub use node_id::NodeId;
 pub use observation::{OBSERVATION_CAP, Observation, SuspicionOutcome};
+pub use outbox::Transmit;
 
 use crate::config::{Config, ConfigError};
-use crate::wire::{self, DecodeError, Limits, PackerError, field_len, proto};
+use crate::wire::proto::message::Kind;
+use crate::wire::{self, DecodeError, Limits, Packer, PackerError, proto};
 use membership::Members;
+use outbox::Outbox;
 use probe::Swim;
-
-/// A datagram the engine wants sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Destination.
-    pub to: SocketAddr,
-    /// The encoded packet; never longer than the engine's budget.
-    pub payload: Bytes,
-}
+use rumor::Subject;
 
 /// Why an [`Engine`] could not be created. No engine exists afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,14 +129,12 @@ pub struct Engine {
     config: Config,
     me: NodeId,
     cluster_id: u32,
-    budget: usize,
     limits: Limits,
-    max_entry: usize,
+    outbox: Outbox,
     rng: StdRng,
     members: Members,
     seeds: Vec<SocketAddr>,
     cursor: usize,
-    transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_gossip: Instant,
     next_gc: Instant,
@@ -189,53 +183,25 @@ impl Engine {
             .into());
         }
         let cluster_id = wire::cluster_id(&config.cluster);
-        let header = proto::Packet {
-            version: wire::PROTOCOL_VERSION,
-            cluster: cluster_id,
-            from: Some(me.to_proto()),
-            messages: vec![],
-            from_key: 0,
-        };
-        // Smallest useful packet: header, message wrappers, a delta header.
-        let delta_header = proto::NodeDelta {
-            node: Some(me.to_proto()),
-            from_version: u64::MAX,
-            to_version: u64::MAX,
-            last_gc_version: u64::MAX,
-            entries: vec![],
-        }
-        .encoded_len();
-        // Room for a relay whose name is longer than ours.
-        const NESTING: usize = 12;
-        const RELAY_SLACK: usize = 64;
-        let overhead = header.encoded_len() + NESTING + delta_header + RELAY_SLACK;
-        if overhead + 16 > budget {
-            return Err(PackerError::BudgetTooSmall {
-                budget,
-                header: overhead + 16,
-            }
-            .into());
-        }
+        let outbox = Outbox::new(&me, cluster_id, budget)?;
         // Refuse from the network what this node could never gossip on:
         // keys longer than it accepts itself, values larger than an entry
         // that fits one packet under its budget.
         let limits = Limits {
             max_name_len: 255,
             max_key_len: config.max_key_len,
-            max_value_len: budget - overhead,
+            max_value_len: outbox.max_entry(),
             max_messages: 1024,
         };
         let interval = config.gossip_interval;
         Ok(Engine {
             members: Members::new(me.clone()),
-            max_entry: budget - overhead,
             cluster_id,
-            budget,
             limits,
+            outbox,
             rng: StdRng::seed_from_u64(rng_seed),
             seeds: Vec::new(),
             cursor: 0,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_gossip: now + interval,
             next_gc: now + config.tombstone_grace / 4,
@@ -262,7 +228,7 @@ impl Engine {
 
     /// The byte budget every packet is packed under.
     pub fn budget(&self) -> usize {
-        self.budget
+        self.outbox.budget()
     }
 
     /// The configuration in force.
@@ -325,9 +291,14 @@ impl Engine {
     /// Counters since start.
     pub fn metrics(&self) -> Metrics {
         let (member, user) = self.swim.rumors.lens();
+        let sent = self.outbox.sent();
         Metrics {
             member_rumors_queued: member,
             broadcasts_queued: user,
+            packets_sent: sent.packets,
+            bytes_sent: sent.bytes,
+            largest_packet_sent: sent.largest,
+            sent: sent.kinds.clone(),
             ..self.metrics.clone()
         }
     }
@@ -371,7 +342,7 @@ impl Engine {
         for msg in packet.messages {
             let Some(kind) = msg.kind else { continue };
             self.metrics.received.count(&kind);
-            self.handle_message(now, from, sender_key, kind);
+            self.on_message(now, from, sender_key, kind);
         }
     }
 
@@ -439,6 +410,25 @@ impl Engine {
             self.tell_dead(now, from, &id, inc);
         }
         Ok(Some(key))
+    }
+
+    /// Hands one message to the room that handles its kind. A tree push
+    /// travels as an `Ack` with a push id (the wire has no kind of its
+    /// own for it), and is read as what it is.
+    fn on_message(&mut self, now: Instant, from: SocketAddr, sender: Option<u64>, kind: Kind) {
+        match kind {
+            Kind::Syn(syn) => self.on_syn(now, from, sender, syn),
+            Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
+            Kind::Ack(ack) if ack.push_id != 0 => self.on_push(now, from, sender, ack),
+            Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas),
+            Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
+            Kind::Ping(p) => self.on_ping(from, sender, p),
+            Kind::PingReq(r) => self.on_ping_req(now, from, r),
+            Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
+            Kind::PingNack(n) => self.on_ping_nack(n),
+            Kind::Member(u) => self.on_member_update(now, &u, Some(from)),
+            Kind::Broadcast(b) => self.on_broadcast(b),
+        }
     }
 
     /// Runs the timers that are due: gossip rounds and tombstone collection.
@@ -532,13 +522,7 @@ impl Engine {
     /// protocol (gossip and probes retry). Returns false, changing nothing,
     /// if `max` is not smaller or too small to hold a useful packet.
     pub fn shrink_budget(&mut self, max: usize) -> bool {
-        let overhead = self.budget - self.max_entry;
-        if max >= self.budget || max < overhead + 16 {
-            return false;
-        }
-        self.budget = max;
-        self.max_entry = max - overhead;
-        true
+        self.outbox.shrink(max)
     }
 
     /// Adds addresses to contact while this node knows no peer, and at
@@ -584,16 +568,10 @@ impl Engine {
                 max: self.config.max_key_len,
             });
         }
-        let kv_len = field_len(key.len())
-            + field_len(value_len)
-            + 1
-            + prost::encoding::encoded_len_varint(u64::MAX);
-        let len = field_len(kv_len);
-        if len > self.max_entry {
-            return Err(SetError::EntryTooLarge {
-                len,
-                max: self.max_entry,
-            });
+        let len = Outbox::entry_len(key.len(), value_len);
+        let max = self.outbox.max_entry();
+        if len > max {
+            return Err(SetError::EntryTooLarge { len, max });
         }
         Ok(())
     }
@@ -603,9 +581,7 @@ impl Engine {
     /// The next datagram to send, if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.transmits.pop_front();
-        release_if_drained(&mut self.transmits);
-        t
+        self.outbox.poll()
     }
 
     /// The next event for the application, if any.
@@ -630,41 +606,55 @@ impl Engine {
 
     // ----- internals -----------------------------------------------------
 
-    /// Queues an encoded packet, counting it.
-    fn queue(&mut self, to: SocketAddr, payload: Bytes) {
-        debug_assert!(payload.len() <= self.budget);
-        self.metrics.packets_sent += 1;
-        self.metrics.bytes_sent += payload.len() as u64;
-        self.metrics.largest_packet_sent = self.metrics.largest_packet_sent.max(payload.len());
-        self.transmits.push_back(Transmit { to, payload });
+    /// Sends `msgs` (each sized to fit) in one packet to `to`, filling
+    /// the rest with rumors, `buddy`'s first. Sends nothing if the packet
+    /// would be empty.
+    ///
+    /// `peer` is the member at `to`, if known: a peer in sync with us gets
+    /// the compact header (see [`Engine::knows_us`]).
+    fn send(
+        &mut self,
+        to: SocketAddr,
+        peer: Option<u64>,
+        msgs: Vec<proto::Message>,
+        buddy: Option<Subject>,
+    ) {
+        let Some(mut packer) = self.outbox.start(self.knows_us(peer)) else {
+            return;
+        };
+        for m in msgs {
+            self.outbox.add(&mut packer, m);
+        }
+        self.finish(packer, to, buddy.as_ref());
     }
 
-    fn header(&self) -> proto::Packet {
-        self.header_for(None)
+    /// Fills the packet's spare room with rumors (membership first, the
+    /// buddy's first of all) and queues it.
+    fn finish(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
+        if !self.swim.rumors.is_empty() {
+            let limit = self.rumor_limit();
+            let spare = Outbox::spare(&packer);
+            for r in self.swim.rumors.take(limit, buddy, spare, &self.members) {
+                self.outbox.add(&mut packer, r);
+            }
+        }
+        self.outbox.queue(packer, to);
     }
 
-    /// The packet header for member `peer`: our key alone if that peer
-    /// knows our full identity, else our full id. It does if the
-    /// fingerprint it last reported equals ours (the fingerprint covers
-    /// every healthy member's key); if it never reported one, we assume
-    /// so while the cluster looks in sync (no divergence seen here for a
-    /// while). A wrong guess costs little: an unknown key's ping is still
-    /// answered, and gossip introduces us anyway.
-    fn header_for(&self, peer: Option<u64>) -> proto::Packet {
+    /// Whether member `peer` knows our full identity, so that our key
+    /// alone names us in a packet's header. It does if the fingerprint it
+    /// last reported equals ours (the fingerprint covers every healthy
+    /// member's key); if it never reported one, we assume so while the
+    /// cluster looks in sync (no divergence seen here for a while). A
+    /// wrong guess costs little: an unknown key's ping is still answered,
+    /// and gossip introduces us anyway.
+    fn knows_us(&self, peer: Option<u64>) -> bool {
         let mine = self.members.fingerprint();
-        let in_sync = peer
-            .and_then(|p| self.members.get(p))
+        peer.and_then(|p| self.members.get(p))
             .is_some_and(|k| match k.fingerprint {
                 0 => !self.divergence_recent(self.last_now),
                 heard => heard == mine,
-            });
-        proto::Packet {
-            version: wire::PROTOCOL_VERSION,
-            cluster: self.cluster_id,
-            from: (!in_sync).then(|| self.me.to_proto()),
-            messages: vec![],
-            from_key: if in_sync { self.members.me() } else { 0 },
-        }
+            })
     }
 
     /// Converts a member record from the network, refusing (and counting)

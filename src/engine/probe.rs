@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 
+use super::msg::{member_update, ping, state_of, update};
 use super::observation::{Observation, SuspicionOutcome};
 use super::phi::RttDetector;
 use super::removed::{Removed, RemovedMembers};
 use super::rumor::{Rumors, Subject};
 use super::suspicion::Suspicions;
-use super::{Engine, Event, MemberStatus, NodeId};
+use super::{Engine, Event, MemberStatus};
 use crate::config::Config;
 use crate::wire::proto::{self, MemberState, message::Kind};
 
@@ -153,51 +154,6 @@ impl Swim {
     }
 }
 
-/// A membership rumor: `from` says `id` is in `state` at `incarnation`.
-pub(super) fn member_update(
-    id: &NodeId,
-    incarnation: u64,
-    state: MemberState,
-    from: &str,
-) -> proto::MemberUpdate {
-    proto::MemberUpdate {
-        node: Some(id.to_proto()),
-        incarnation,
-        state: state as i32,
-        from: from.to_owned(),
-    }
-}
-
-/// [`member_update`] as a message.
-pub(super) fn update(
-    id: &NodeId,
-    incarnation: u64,
-    state: MemberState,
-    from: &str,
-) -> proto::Message {
-    proto::Message {
-        kind: Some(Kind::Member(member_update(id, incarnation, state, from))),
-    }
-}
-
-pub(super) fn status_of(state: MemberState) -> MemberStatus {
-    match state {
-        MemberState::Alive => MemberStatus::Alive,
-        MemberState::Suspect => MemberStatus::Suspect,
-        MemberState::Dead => MemberStatus::Dead,
-        MemberState::Left => MemberStatus::Left,
-    }
-}
-
-pub(super) fn state_of(status: MemberStatus) -> MemberState {
-    match status {
-        MemberStatus::Alive => MemberState::Alive,
-        MemberStatus::Suspect => MemberState::Suspect,
-        MemberStatus::Dead => MemberState::Dead,
-        MemberStatus::Left => MemberState::Left,
-    }
-}
-
 impl Engine {
     /// Probe timing stretched by local health (Lifeguard).
     fn scaled(&self, d: Duration) -> Duration {
@@ -276,7 +232,7 @@ impl Engine {
         let mut msgs = vec![ping(seq, &name, self.members.fingerprint())];
         // Buddy system: a suspect learns it is suspected from its prober.
         msgs.extend(buddy);
-        self.send_messages(addr, Some(target), msgs, Some(Subject::member(&name)));
+        self.send(addr, Some(target), msgs, Some(Subject::member(&name)));
     }
 
     /// The next member in the shuffled round-robin order.
@@ -342,7 +298,7 @@ impl Engine {
                     nack: true,
                 })),
             };
-            self.send_messages(addr, Some(relay), vec![msg], None);
+            self.send(addr, Some(relay), vec![msg], None);
         }
         // A second direct ping alongside the relays (memberlist's TCP
         // fallback, over the same transport): on a lossy link one lost
@@ -357,7 +313,7 @@ impl Engine {
         p.second = Some((second, now));
         let addr = p.addr;
         let msg = ping(second, &tid.name, self.members.fingerprint());
-        self.send_messages(addr, Some(target), vec![msg], None);
+        self.send(addr, Some(target), vec![msg], None);
     }
 
     fn probe_failed(&mut self, now: Instant, p: &Probe) {
@@ -396,7 +352,7 @@ impl Engine {
             let msg = proto::Message {
                 kind: Some(Kind::PingNack(proto::PingNack { seq })),
             };
-            self.send_messages(to, None, vec![msg], None);
+            self.send(to, None, vec![msg], None);
         }
     }
 
@@ -444,7 +400,7 @@ impl Engine {
                 update(&k.id, k.incarnation, MemberState::Dead, &self.me.name),
             ];
             let addr = k.id.addr;
-            self.send_messages(addr, Some(key), msgs, None);
+            self.send(addr, Some(key), msgs, None);
         }
         for key in remove {
             self.swim.dead.remove(&key);
@@ -483,7 +439,7 @@ impl Engine {
                 target: String::new(),
             })),
         };
-        self.send_messages(from, sender, vec![ack], None);
+        self.send(from, sender, vec![ack], None);
     }
 
     pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, req: proto::PingReq) {
@@ -506,7 +462,7 @@ impl Engine {
             },
         );
         let msg = ping(seq, &target.name, self.members.fingerprint());
-        self.send_messages(target.addr, Some(target.key()), vec![msg], None);
+        self.send(target.addr, Some(target.key()), vec![msg], None);
     }
 
     pub(super) fn on_ping_ack(
@@ -543,7 +499,7 @@ impl Engine {
                     target: r.target,
                 })),
             };
-            self.send_messages(r.requester, None, vec![msg], None);
+            self.send(r.requester, None, vec![msg], None);
         }
     }
 
@@ -560,16 +516,6 @@ impl Engine {
         self.members
             .get(key)
             .map(|k| (state_of(k.status), k.incarnation))
-    }
-}
-
-pub(super) fn ping(seq: u64, target: &str, fingerprint: u64) -> proto::Message {
-    proto::Message {
-        kind: Some(Kind::Ping(proto::Ping {
-            seq,
-            target: target.to_owned(),
-            fingerprint,
-        })),
     }
 }
 

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::Engine;
 use super::digest::Line;
-use super::gossip::NESTING;
 use super::observation::Observation;
-use crate::wire::Packer;
+use super::outbox::Outbox;
 use crate::wire::proto::{self, message::Kind};
 
 /// Children per node in the broadcast tree.
@@ -132,10 +131,10 @@ impl Engine {
                 None => targets.push((peer, Vec::new(), true)),
             }
         }
-        let Ok(packer) = Packer::new(self.header(), self.budget) else {
+        let Some(packer) = self.outbox.start(false) else {
             return;
         };
-        let room = packer.room().saturating_sub(NESTING);
+        let room = Outbox::body_room(&packer);
         let all: Vec<usize> = (0..fresh.len()).collect();
         // Deltas per distinct set of fresh nodes (usually one set: all).
         let mut built: Vec<(Vec<usize>, Vec<proto::NodeDelta>)> = Vec::new();
@@ -183,7 +182,7 @@ impl Engine {
         let msg = proto::Message {
             kind: Some(Kind::Ack(proto::Ack { deltas, push_id })),
         };
-        self.send_messages(to, None, vec![msg], None);
+        self.send(to, None, vec![msg], None);
     }
 
     /// Remembers a tree push for retry; returns its id.
@@ -221,12 +220,21 @@ impl Engine {
         self.swim.rtt.retry_after(self.config.probe_timeout / 10)
     }
 
-    /// Answers a tree push.
-    pub(super) fn ack_push(&mut self, from: SocketAddr, sender: Option<u64>, push_id: u32) {
+    /// A tree push arrived: acknowledge it, then apply what it carries.
+    pub(super) fn on_push(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: Option<u64>,
+        push: proto::Ack,
+    ) {
         let msg = proto::Message {
-            kind: Some(Kind::PushAck(proto::PushAck { push_id })),
+            kind: Some(Kind::PushAck(proto::PushAck {
+                push_id: push.push_id,
+            })),
         };
-        self.send_messages(from, sender, vec![msg], None);
+        self.send(from, sender, vec![msg], None);
+        self.apply_deltas(now, &push.deltas);
     }
 
     /// A tree push arrived: stop retrying it. A first-try answer is also a

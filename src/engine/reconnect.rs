@@ -22,7 +22,7 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::Engine;
-use super::probe::{ping, update};
+use super::msg::{ping, update};
 use crate::wire::proto::MemberState;
 
 impl Engine {
@@ -86,6 +86,6 @@ impl Engine {
         ];
         // No peer key: the full header, so that a node which removed us
         // learns who we are.
-        self.send_messages(id.addr, None, msgs, None);
+        self.send(id.addr, None, msgs, None);
     }
 }

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::membership::Members;
-use super::probe::{state_of, update};
+use super::msg::{name_hash, state_of, update};
+use super::outbox::MIN_RUMOR;
 use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
@@ -32,11 +33,6 @@ impl Subject {
     pub fn broadcast(origin: &str, id: u64) -> Subject {
         Subject(super::membership::mix(name_hash(origin), id))
     }
-}
-
-/// FNV-1a-64 of a member name.
-pub(crate) fn name_hash(name: &str) -> u64 {
-    crate::wire::fnv1a64(&[name.as_bytes()])
 }
 
 /// Who a membership rumor is from: a member (by key) or, if the teller is
@@ -223,8 +219,6 @@ const USER_CAP: usize = 4096;
 const MAX_SCAN: usize = 128;
 /// Candidates that did not fit after which a packet counts as full.
 const MAX_MISFITS: usize = 4;
-/// No rumor is smaller than this (encoded, with its field header).
-const MIN_RUMOR: usize = 12;
 
 /// Two queues, membership first.
 #[derive(Debug, Default)]

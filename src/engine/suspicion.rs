@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::rumor::name_hash;
+use super::msg::name_hash;
 
 #[derive(Debug)]
 pub(crate) struct Suspicion {

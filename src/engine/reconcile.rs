@@ -11,17 +11,12 @@ use prost::Message as _;
 use super::digest::{self, Line, liveness, split_liveness};
 use super::lifecycle::supersedes;
 use super::membership::Known;
-use super::probe::state_of;
-use super::rumor::Subject;
+use super::msg::state_of;
+use super::outbox::{FIELD, FLAG, MIN_DELTA, Outbox};
 use super::state::Change;
 use super::{Engine, Event, MemberStatus, NodeId};
+use crate::wire::field_len;
 use crate::wire::proto::{self, MemberState, message::Kind};
-use crate::wire::{Packer, field_len};
-
-/// Bytes of nesting around a message body: the packet's field for the
-/// message plus the message's oneof field, each a tag and a length of up
-/// to three bytes.
-pub(super) const NESTING: usize = 8;
 
 /// What one side has that the other lacks, after comparing a digest.
 struct Comparison {
@@ -62,32 +57,6 @@ enum News {
 }
 
 impl Engine {
-    pub(super) fn handle_message(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        sender: Option<u64>,
-        kind: Kind,
-    ) {
-        match kind {
-            Kind::Syn(syn) => self.on_syn(now, from, sender, syn),
-            Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
-            Kind::Ack(ack) => {
-                if ack.push_id != 0 {
-                    self.ack_push(from, sender, ack.push_id);
-                }
-                self.apply_deltas(now, &ack.deltas);
-            }
-            Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
-            Kind::Ping(p) => self.on_ping(from, sender, p),
-            Kind::PingReq(r) => self.on_ping_req(now, from, r),
-            Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
-            Kind::PingNack(n) => self.on_ping_nack(n),
-            Kind::Member(u) => self.on_member_update(now, &u, Some(from)),
-            Kind::Broadcast(b) => self.on_broadcast(b),
-        }
-    }
-
     /// One gossip round: a Syn with our digest page to `gossip_fanout`
     /// random peers (skipping those whose last reported fingerprint equals
     /// ours: they are in sync), or to a seed while we know no peer; and
@@ -127,7 +96,7 @@ impl Engine {
                     continue;
                 };
                 if !targets.contains(&addr) {
-                    self.send_messages(addr, None, Vec::new(), None);
+                    self.send(addr, None, Vec::new(), None);
                 }
             }
         }
@@ -168,28 +137,6 @@ impl Engine {
         now.saturating_duration_since(self.last_divergence) < window
     }
 
-    /// Sends `msgs` (all of which must fit) in one packet to `to`, filling
-    /// the rest with rumors, `buddy`'s first. Sends nothing if the packet
-    /// would be empty.
-    ///
-    /// `peer` is the member at `to`, if known: a peer in sync with us gets
-    /// the compact header (see [`Engine::header_for`]).
-    pub(super) fn send_messages(
-        &mut self,
-        to: SocketAddr,
-        peer: Option<u64>,
-        msgs: Vec<proto::Message>,
-        buddy: Option<Subject>,
-    ) {
-        let Ok(mut packer) = Packer::new(self.header_for(peer), self.budget) else {
-            return;
-        };
-        for m in msgs {
-            self.push_and_send(&mut packer, m);
-        }
-        self.flush_with(packer, to, buddy.as_ref());
-    }
-
     pub(super) fn send_syn(
         &mut self,
         to: SocketAddr,
@@ -197,10 +144,10 @@ impl Engine {
         unknown: &[u64],
         follow_up: bool,
     ) {
-        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+        let Some(mut packer) = self.outbox.start(false) else {
             return;
         };
-        let room = packer.room().saturating_sub(NESTING);
+        let room = Outbox::body_room(&packer);
         let digest = digest::build(
             &self.members,
             requests,
@@ -215,11 +162,17 @@ impl Engine {
                 follow_up,
             })),
         };
-        self.push_and_send(&mut packer, msg);
-        self.flush(packer, to);
+        self.outbox.add(&mut packer, msg);
+        self.finish(packer, to, None);
     }
 
-    fn on_syn(&mut self, now: Instant, from: SocketAddr, sender: Option<u64>, syn: proto::Syn) {
+    pub(super) fn on_syn(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: Option<u64>,
+        syn: proto::Syn,
+    ) {
         let Some(d) = syn.digest else { return };
         self.heard_fingerprint(sender, d.fingerprint);
         if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
@@ -228,10 +181,10 @@ impl Engine {
         }
         let mut cmp = self.compare(&d);
         self.merge_membership(now, from, sender, &mut cmp);
-        let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+        let Some(mut packer) = self.outbox.start(false) else {
             return;
         };
-        let room = packer.room().saturating_sub(NESTING);
+        let room = Outbox::body_room(&packer);
         // Our digest: the requests, then (unless this ends the exchange) a
         // page of our own, which gets at least a quarter of the packet.
         let requests_room = room / 2;
@@ -245,14 +198,14 @@ impl Engine {
         );
         let page_room = if syn.follow_up { 0 } else { room / 4 };
         let digest_room = field_len(probe.encoded_len()) + page_room;
-        let deltas = self.build_deltas(cmp.gives, room.saturating_sub(digest_room + 2));
+        let deltas = self.build_deltas(cmp.gives, room.saturating_sub(digest_room + FLAG));
         let used: usize = deltas.iter().map(|d| field_len(d.encoded_len())).sum();
         let digest = digest::build(
             &self.members,
             &cmp.requests,
             &cmp.unknown,
             !syn.follow_up,
-            room.saturating_sub(used + 2 + 4),
+            room.saturating_sub(used + FLAG + FIELD),
             &mut self.cursor,
         );
         let msg = proto::Message {
@@ -262,11 +215,11 @@ impl Engine {
                 follow_up: syn.follow_up,
             })),
         };
-        self.push_and_send(&mut packer, msg);
-        self.flush(packer, from);
+        self.outbox.add(&mut packer, msg);
+        self.finish(packer, from, None);
     }
 
-    fn on_syn_ack(
+    pub(super) fn on_syn_ack(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -279,17 +232,17 @@ impl Engine {
         let mut cmp = self.compare(&d);
         self.merge_membership(now, from, sender, &mut cmp);
         if !cmp.gives.is_empty() {
-            let Ok(mut packer) = Packer::new(self.header(), self.budget) else {
+            let Some(mut packer) = self.outbox.start(false) else {
                 return;
             };
-            let room = packer.room().saturating_sub(NESTING);
+            let room = Outbox::body_room(&packer);
             let deltas = self.build_deltas(cmp.gives, room);
             if !deltas.is_empty() {
                 let msg = proto::Message {
                     kind: Some(Kind::Ack(proto::Ack { deltas, push_id: 0 })),
                 };
-                self.push_and_send(&mut packer, msg);
-                self.flush(packer, from);
+                self.outbox.add(&mut packer, msg);
+                self.finish(packer, from, None);
             }
         }
         if !sa.follow_up && (!cmp.requests.is_empty() || !cmp.unknown.is_empty()) {
@@ -455,14 +408,13 @@ impl Engine {
         let mut out = Vec::new();
         let mut left = room;
         for (g, intro) in gives {
-            if left < 16 {
+            if left < MIN_DELTA {
                 break;
             }
             let Some(k) = self.members.get(g.key) else {
                 continue;
             };
-            // A delta field costs its body plus a tag and up to 3 length bytes.
-            let body_room = left.saturating_sub(4);
+            let body_room = left.saturating_sub(FIELD);
             let delta = k
                 .state
                 .delta(k.id.to_proto(), g.version, g.gc, body_room)
@@ -524,50 +476,6 @@ impl Engine {
                     },
                 });
             }
-        }
-    }
-
-    /// Adds `msg` to `packer`, shrinking a delta list if the estimate was
-    /// off (it is conservative, so this is a guard, not a path).
-    fn push_and_send(&mut self, packer: &mut Packer, mut msg: proto::Message) {
-        while !packer.fits(&msg) {
-            let shrunk = match msg.kind.as_mut() {
-                Some(Kind::SynAck(sa)) => sa.deltas.pop().is_some(),
-                Some(Kind::Ack(a)) => a.deltas.pop().is_some(),
-                _ => false,
-            };
-            if !shrunk {
-                tracing::warn!(
-                    budget = packer.budget(),
-                    "message does not fit an empty packet"
-                );
-                return;
-            }
-        }
-        if let Some(k) = &msg.kind {
-            self.metrics.sent.count(k);
-        }
-        // Cannot fail: `fits` said so.
-        let _ = packer.push(msg);
-    }
-
-    fn flush(&mut self, packer: Packer, to: SocketAddr) {
-        self.flush_with(packer, to, None);
-    }
-
-    /// Fills the packet's spare room with rumors (membership first, the
-    /// buddy's first of all) and queues it.
-    fn flush_with(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
-        if !self.swim.rumors.is_empty() {
-            let limit = self.rumor_limit();
-            let room = packer.budget() - packer.len();
-            let rumors = self.swim.rumors.take(limit, buddy, room, &self.members);
-            for r in rumors {
-                self.push_and_send(&mut packer, r);
-            }
-        }
-        if let Some(bytes) = packer.finish() {
-            self.queue(to, bytes);
         }
     }
 }
