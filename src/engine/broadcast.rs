@@ -2,67 +2,85 @@
 //! member, spread as a rumor on gossip and probe packets (Smudge's
 //! broadcasts), deduplicated by (origin, id).
 
+use std::collections::{HashSet, VecDeque};
+
 use bytes::Bytes;
 
+use super::BroadcastError;
+use super::msg::message;
 use super::rumor::Subject;
-use super::{BroadcastError, Engine, Event};
+use crate::wire::field_len;
 use crate::wire::proto::{self, message::Kind};
 
 /// Broadcast ids remembered per node for deduplication.
 const SEEN_BROADCASTS: usize = 8192;
 
-impl Engine {
-    /// Sends `payload` to every healthy member, each delivering it once as
-    /// [`Event::Broadcast`]. It rides on gossip and probe packets.
-    pub fn broadcast(&mut self, payload: impl Into<Bytes>) -> Result<u64, BroadcastError> {
-        let payload = payload.into();
-        let id = self.swim.broadcast_seq;
-        let msg = proto::Message {
-            kind: Some(Kind::Broadcast(proto::Broadcast {
-                origin: self.me.name.clone(),
-                id,
-                payload,
-            })),
-        };
-        let len = crate::wire::field_len(prost::Message::encoded_len(&msg));
-        let max = self.outbox.max_entry();
+/// The broadcasts this node sent and has seen.
+#[derive(Debug, Default)]
+pub(super) struct Broadcasts {
+    /// Id of our next broadcast.
+    next_id: u64,
+    /// (origin, id) of the last [`SEEN_BROADCASTS`] broadcasts, in a set
+    /// for lookups and in arrival order for forgetting.
+    seen: HashSet<(String, u64)>,
+    order: VecDeque<(String, u64)>,
+}
+
+/// A broadcast to spread as a rumor.
+pub(super) struct Outgoing {
+    pub subject: Subject,
+    pub msg: proto::Message,
+}
+
+impl Broadcasts {
+    /// Our next broadcast of `payload` as `origin`, refused if its message
+    /// is larger than `max` bytes encoded; returns its id and the rumor.
+    pub fn originate(
+        &mut self,
+        origin: &str,
+        payload: Bytes,
+        max: usize,
+    ) -> Result<(u64, Outgoing), BroadcastError> {
+        let id = self.next_id;
+        let msg = message(Kind::Broadcast(proto::Broadcast {
+            origin: origin.to_owned(),
+            id,
+            payload,
+        }));
+        let len = field_len(prost::Message::encoded_len(&msg));
         if len > max {
             return Err(BroadcastError::TooLarge { len, max });
         }
-        self.swim.broadcast_seq += 1;
-        self.remember_broadcast(self.me.name.clone(), id);
-        self.swim
-            .rumors
-            .push_broadcast(Subject::broadcast(&self.me.name, id), &msg);
-        Ok(id)
+        self.next_id += 1;
+        self.remember(origin.to_owned(), id);
+        let subject = Subject::broadcast(origin, id);
+        Ok((id, Outgoing { subject, msg }))
     }
 
-    fn remember_broadcast(&mut self, origin: String, id: u64) -> bool {
+    /// A broadcast from the network: the rumor to pass on, or `None` if it
+    /// is ours or was seen already (then it is not delivered again).
+    pub fn receive(&mut self, me: &str, b: proto::Broadcast) -> Option<Outgoing> {
+        if b.origin == me || !self.remember(b.origin.clone(), b.id) {
+            return None;
+        }
+        let subject = Subject::broadcast(&b.origin, b.id);
+        Some(Outgoing {
+            subject,
+            msg: message(Kind::Broadcast(b)),
+        })
+    }
+
+    fn remember(&mut self, origin: String, id: u64) -> bool {
         let key = (origin, id);
-        if !self.swim.seen.insert(key.clone()) {
+        if !self.seen.insert(key.clone()) {
             return false;
         }
-        self.swim.seen_order.push_back(key);
-        if self.swim.seen_order.len() > SEEN_BROADCASTS {
-            if let Some(old) = self.swim.seen_order.pop_front() {
-                self.swim.seen.remove(&old);
+        self.order.push_back(key);
+        if self.order.len() > SEEN_BROADCASTS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
             }
         }
         true
-    }
-
-    pub(super) fn on_broadcast(&mut self, b: proto::Broadcast) {
-        if b.origin == self.me.name || !self.remember_broadcast(b.origin.clone(), b.id) {
-            return;
-        }
-        self.events.push_back(Event::Broadcast {
-            origin: b.origin.clone(),
-            payload: b.payload.clone(),
-        });
-        let subject = Subject::broadcast(&b.origin, b.id);
-        let msg = proto::Message {
-            kind: Some(Kind::Broadcast(b)),
-        };
-        self.swim.rumors.push_broadcast(subject, &msg);
     }
 }

@@ -2,15 +2,47 @@
 //! by incarnation precedence, refuting rumors about ourselves, and leaving.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::msg::{status_of, update};
-use super::observation::SuspicionOutcome;
-use super::probe::Dead;
+use std::collections::BTreeMap;
+
+use super::msg::{ping, status_of, update};
+use super::observation::{Observation, SuspicionOutcome};
+use super::removed::Removed;
 use super::rumor::Teller;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, MemberStatus, NodeId};
 use crate::wire::proto::{self, MemberState};
+
+/// Where we last told a node that we hold it dead, and when: at most once
+/// per probe interval per address, so a stream of packets from a node we
+/// hold dead does not become a stream of answers.
+#[derive(Debug, Default)]
+pub(super) struct ToldDead {
+    at: BTreeMap<SocketAddr, Instant>,
+}
+
+impl ToldDead {
+    /// Whether `to` may be told now (not within `interval`); if so, the
+    /// telling is recorded.
+    fn may_tell(&mut self, to: SocketAddr, now: Instant, interval: Duration) -> bool {
+        if self
+            .at
+            .get(&to)
+            .is_some_and(|t| now.saturating_duration_since(*t) < interval)
+        {
+            return false;
+        }
+        self.at.insert(to, now);
+        true
+    }
+
+    /// Forgets tellings older than `keep`.
+    fn expire(&mut self, now: Instant, keep: Duration) {
+        self.at
+            .retain(|_, t| now.saturating_duration_since(*t) < keep);
+    }
+}
 
 impl Engine {
     /// Tells a node we hold for dead (or removed) that we do, so it can
@@ -22,15 +54,9 @@ impl Engine {
         id: &NodeId,
         incarnation: u64,
     ) {
-        if self
-            .swim
-            .told_dead
-            .get(&to)
-            .is_some_and(|t| now.saturating_duration_since(*t) < self.config.probe_interval)
-        {
+        if !self.told_dead.may_tell(to, now, self.config.probe_interval) {
             return;
         }
-        self.swim.told_dead.insert(to, now);
         self.metrics.dead_told += 1;
         let msg = update(id, incarnation, MemberState::Dead, &self.me.name);
         self.send(to, None, vec![msg], None);
@@ -39,21 +65,19 @@ impl Engine {
     /// Queues an alive rumor about a member we just met.
     pub(super) fn announce_alive(&mut self, id: &NodeId) {
         let me = Teller::Member(self.members.me());
-        self.swim.rumors.push_member(&id.name, id.key(), me);
+        self.rumors.push_member(&id.name, id.key(), me);
     }
 
     /// Queues a rumor of our own current status.
     fn rumor_about_me(&mut self) {
         let me = self.members.me();
-        self.swim
-            .rumors
+        self.rumors
             .push_member(&self.me.name, me, Teller::Member(me));
     }
 
     /// The incarnation at which `name` was removed, if it was.
     pub(super) fn removed_incarnation(&self, name: &str, generation: u64) -> Option<u64> {
-        self.swim
-            .removed
+        self.removed
             .get(name)
             .filter(|r| r.id.generation == generation)
             .map(|r| r.incarnation)
@@ -103,13 +127,13 @@ impl Engine {
                 if state != MemberState::Alive {
                     return;
                 }
-                if let Some(r) = self.swim.removed.get(&id.name) {
+                if let Some(r) = self.removed.get(&id.name) {
                     let newer = id.generation > r.id.generation
                         || (id.generation == r.id.generation && u.incarnation > r.incarnation);
                     if !newer {
                         return;
                     }
-                    self.swim.removed.forget(&id.name);
+                    self.removed.forget(&id.name);
                 }
                 is_new = true;
                 match self.learn(&id, now) {
@@ -125,9 +149,9 @@ impl Engine {
         if !(is_new || supersedes(state, u.incarnation, cur, inc)) {
             if confirms(state, u.incarnation, cur, inc) {
                 // Another suspector: Lifeguard shortens the timeout.
-                if self.swim.suspicions.confirm(key, &u.from) {
+                if self.suspicions.confirm(key, &u.from) {
                     let from = Teller::named(&self.members, &u.from);
-                    self.swim.rumors.push_member(&id.name, key, from);
+                    self.rumors.push_member(&id.name, key, from);
                 }
             }
             return;
@@ -145,35 +169,30 @@ impl Engine {
                 };
                 let s = Suspicion::new(u.incarnation, &u.from, now, min, max, expected);
                 // One of an older incarnation: the suspect refuted it.
-                if let Some(old) = self.swim.suspicions.insert(key, s) {
-                    self.suspicion_ended(now, &old, SuspicionOutcome::Refuted);
+                if let Some(old) = self.suspicions.insert(key, s) {
+                    let ended = Observation::suspicion_ended(now, &old, SuspicionOutcome::Refuted);
+                    self.observations.record(ended);
                 }
             }
             MemberStatus::Alive => {
-                if let Some(s) = self.swim.suspicions.remove(key) {
-                    self.suspicion_ended(now, &s, SuspicionOutcome::Refuted);
+                if let Some(s) = self.suspicions.remove(key) {
+                    let ended = Observation::suspicion_ended(now, &s, SuspicionOutcome::Refuted);
+                    self.observations.record(ended);
                 }
-                self.swim.dead.remove(&key);
+                self.dead.remove(key);
             }
             MemberStatus::Dead | MemberStatus::Left => {
-                if let Some(s) = self.swim.suspicions.remove(key) {
+                if let Some(s) = self.suspicions.remove(key) {
                     let outcome = if status == MemberStatus::Dead {
                         SuspicionOutcome::Dead
                     } else {
                         SuspicionOutcome::Left
                     };
-                    self.suspicion_ended(now, &s, outcome);
+                    let ended = Observation::suspicion_ended(now, &s, outcome);
+                    self.observations.record(ended);
                 }
-                let retry =
-                    (status == MemberStatus::Dead).then(|| now + self.config.probe_interval);
-                self.swim.dead.insert(
-                    key,
-                    Dead {
-                        since: now,
-                        next_retry: retry,
-                        backoff: self.config.probe_interval,
-                    },
-                );
+                let retry = (status == MemberStatus::Dead).then_some(self.config.probe_interval);
+                self.dead.insert(key, now, retry);
             }
         }
         if status != cur {
@@ -188,7 +207,7 @@ impl Engine {
             });
         }
         let from = Teller::named(&self.members, &u.from);
-        self.swim.rumors.push_member(&id.name, key, from);
+        self.rumors.push_member(&id.name, key, from);
     }
 
     /// Whether a rumor about `node` at `incarnation` is one we can drop
@@ -228,7 +247,7 @@ impl Engine {
         let mine = self.my_incarnation();
         match state {
             MemberState::Suspect | MemberState::Dead => {
-                if self.swim.leaving {
+                if self.leaving {
                     let inc = mine.max(incarnation);
                     self.members.set_status(me, MemberStatus::Left, inc);
                     self.rumor_about_me();
@@ -245,7 +264,7 @@ impl Engine {
                 let inc = incarnation + 1;
                 self.members.set_status(me, MemberStatus::Alive, inc);
                 self.metrics.refutations += 1;
-                self.swim.awareness = (self.swim.awareness + 1).min(self.config.awareness_max);
+                self.swim.raise_awareness(1, self.config.awareness_max);
                 tracing::debug!(incarnation = inc, "refuting suspicion");
                 self.rumor_about_me();
                 self.answer_claim(reply_to);
@@ -267,6 +286,45 @@ impl Engine {
         self.send(to, None, vec![msg], None);
     }
 
+    /// Runs the dead table's due work: members down for `dead_retention`
+    /// are removed (and remembered as removed); members held dead whose
+    /// retry is due are told so again, with a ping to answer, in case they
+    /// were only cut off.
+    pub(super) fn dead_timeout(&mut self, now: Instant) {
+        let retention = self.config.dead_retention;
+        let due = self.dead.due(now, retention);
+        for key in due.retry {
+            let Some(k) = self.members.get(key) else {
+                continue;
+            };
+            // It may be back: tell it what we think, so it can refute.
+            let seq = self.swim.next_seq();
+            let msgs = vec![
+                ping(seq, &k.id.name, self.members.fingerprint()),
+                update(&k.id, k.incarnation, MemberState::Dead, &self.me.name),
+            ];
+            let addr = k.id.addr;
+            self.send(addr, Some(key), msgs, None);
+        }
+        for key in due.remove {
+            if let Some(k) = self.members.remove(key) {
+                self.removed.insert(Removed {
+                    id: k.id.clone(),
+                    incarnation: k.incarnation,
+                    at: now,
+                    left: k.status == MemberStatus::Left,
+                });
+                self.metrics.members_removed += 1;
+                self.events.push_back(Event::MemberRemoved(k.id));
+            }
+        }
+        // Forget removals long past: by then no stale rumor survives, and
+        // reconnecting has given up.
+        let forget = (retention * 10).max(self.config.reconnect_timeout);
+        self.removed.expire(now, forget);
+        self.told_dead.expire(now, retention);
+    }
+
     // ----- leaving -------------------------------------------------------
 
     /// Leaves the cluster: marks this node left and sends the news at once
@@ -275,7 +333,10 @@ impl Engine {
     pub fn leave(&mut self, _now: Instant) -> usize {
         let me = self.members.me();
         let inc = self.my_incarnation() + 1;
+        self.leaving = true;
         self.swim.stop();
+        self.suspicions.clear();
+        self.dead.clear();
         self.members.set_status(me, MemberStatus::Left, inc);
         let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
         self.rumor_about_me();
@@ -294,7 +355,7 @@ impl Engine {
 
     /// Whether [`leave`](Engine::leave) was called.
     pub fn has_left(&self) -> bool {
-        self.swim.leaving
+        self.leaving
     }
 }
 

@@ -4,6 +4,7 @@
 //! inputs give the same outputs (which is what makes the simulator exact).
 
 mod broadcast;
+mod dead;
 mod digest;
 mod event;
 mod lifecycle;
@@ -24,8 +25,9 @@ mod removed;
 mod rumor;
 mod state;
 mod suspicion;
+mod timer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -41,12 +43,24 @@ pub use observation::{OBSERVATION_CAP, Observation, SuspicionOutcome};
 pub use outbox::Transmit;
 
 use crate::config::{Config, ConfigError};
+use crate::wire::proto::MemberState;
 use crate::wire::proto::message::Kind;
 use crate::wire::{self, DecodeError, Limits, Packer, PackerError, proto};
+use broadcast::Broadcasts;
+use dead::DeadMembers;
+use lifecycle::ToldDead;
 use membership::Members;
+use observation::Observations;
 use outbox::Outbox;
+use phi::RttDetector;
 use probe::Swim;
-use rumor::Subject;
+use push::Pushes;
+use reconcile::Reconciler;
+use reconnect::{Candidate, Pool};
+use removed::RemovedMembers;
+use rumor::{Rumors, Subject};
+use suspicion::Suspicions;
+use timer::{Timer, TimerTable};
 
 /// Why an [`Engine`] could not be created. No engine exists afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,30 +144,45 @@ pub struct Engine {
     me: NodeId,
     cluster_id: u32,
     limits: Limits,
-    outbox: Outbox,
     rng: StdRng,
-    members: Members,
-    seeds: Vec<SocketAddr>,
-    cursor: usize,
-    events: VecDeque<Event>,
-    next_gossip: Instant,
-    next_gc: Instant,
-    next_reconnect: Instant,
-    metrics: Metrics,
-    swim: Swim,
-    /// Nodes whose state advanced since the last push, with the version
-    /// they were at before.
-    fresh: HashMap<u64, u64>,
-    push_at: Option<Instant>,
-    /// Tree pushes awaiting their acknowledgement.
-    pushes: push::Pushes,
-    /// Measurements for the owner's histograms (off unless asked for).
-    observations: observation::Observations,
-    /// The latest `now` the engine was given (for `set`, which takes none).
+    /// Every deadline, one slot per kind of timer.
+    timers: TimerTable,
+    /// The latest `now` the engine was given.
     last_now: Instant,
-    /// Last evidence that peers may disagree with us (see
-    /// `anti_entropy_active`).
-    last_divergence: Instant,
+    /// Whether [`leave`](Engine::leave) was called.
+    leaving: bool,
+    seeds: Vec<SocketAddr>,
+    // ----- the rooms' state, each behind its own interface -----
+    /// Members, their status and their versioned state.
+    members: Members,
+    /// Packing and the datagrams waiting to be sent.
+    outbox: Outbox,
+    /// Events waiting for the application.
+    events: VecDeque<Event>,
+    /// Scuttlebutt: the digest cursor and the last sign of divergence.
+    reconciler: Reconciler,
+    /// Fresh changes and the tree pushes awaiting acknowledgement.
+    pushes: Pushes,
+    /// Probing (SWIM) and local health.
+    swim: Swim,
+    /// Round-trip times measured on probes and pushes.
+    rtt: RttDetector,
+    /// Open suspicions and their timeouts.
+    suspicions: Suspicions,
+    /// Members held dead or left, until removal.
+    dead: DeadMembers,
+    /// Members removed, remembered against stale news.
+    removed: RemovedMembers,
+    /// Where we told a node it is held dead.
+    told_dead: ToldDead,
+    /// Membership rumors and user broadcasts waiting to piggyback.
+    rumors: Rumors,
+    /// Broadcast ids sent and seen.
+    broadcasts: Broadcasts,
+    /// Counters since start (the outbox counts what it sent).
+    metrics: Metrics,
+    /// Measurements for the owner's histograms (off unless asked for).
+    observations: Observations,
 }
 
 impl Engine {
@@ -193,30 +222,38 @@ impl Engine {
             max_value_len: outbox.max_entry(),
             max_messages: 1024,
         };
-        let interval = config.gossip_interval;
-        Ok(Engine {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Gossip, Some(now + config.gossip_interval));
+        timers.set(Timer::Gc, Some(now + config.tombstone_grace / 4));
+        timers.set(Timer::Reconnect, Some(now + config.reconnect_interval));
+        let mut engine = Engine {
             members: Members::new(me.clone()),
             cluster_id,
             limits,
             outbox,
             rng: StdRng::seed_from_u64(rng_seed),
-            seeds: Vec::new(),
-            cursor: 0,
-            events: VecDeque::new(),
-            next_gossip: now + interval,
-            next_gc: now + config.tombstone_grace / 4,
-            next_reconnect: now + config.reconnect_interval,
-            metrics: Metrics::default(),
-            swim: Swim::new(&config, now),
-            fresh: HashMap::new(),
-            push_at: None,
-            pushes: push::Pushes::default(),
-            observations: observation::Observations::default(),
+            timers,
             last_now: now,
-            last_divergence: now,
+            leaving: false,
+            seeds: Vec::new(),
+            events: VecDeque::new(),
+            reconciler: Reconciler::new(now),
+            pushes: Pushes::default(),
+            swim: Swim::new(&config, now),
+            rtt: RttDetector::new(config.conviction_threshold),
+            suspicions: Suspicions::default(),
+            dead: DeadMembers::default(),
+            removed: RemovedMembers::default(),
+            told_dead: ToldDead::default(),
+            rumors: Rumors::default(),
+            broadcasts: Broadcasts::default(),
+            metrics: Metrics::default(),
+            observations: Observations::default(),
             me,
             config,
-        })
+        };
+        engine.arm_timers();
+        Ok(engine)
     }
 
     // ----- getters -------------------------------------------------------
@@ -290,7 +327,7 @@ impl Engine {
 
     /// Counters since start.
     pub fn metrics(&self) -> Metrics {
-        let (member, user) = self.swim.rumors.lens();
+        let (member, user) = self.rumors.lens();
         let sent = self.outbox.sent();
         Metrics {
             member_rumors_queued: member,
@@ -321,7 +358,12 @@ impl Engine {
     /// counted in [`Metrics::drops`]; nothing here can panic on bad bytes.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let _span = tracing::trace_span!("packet", %from, len = bytes.len()).entered();
-        self.last_now = self.last_now.max(now);
+        self.advance(now);
+        self.receive(now, from, bytes);
+        self.arm_timers();
+    }
+
+    fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.metrics.packets_received += 1;
         self.metrics.bytes_received += bytes.len() as u64;
         let packet = match wire::decode(bytes, self.cluster_id, &self.limits) {
@@ -431,35 +473,101 @@ impl Engine {
         }
     }
 
-    /// Runs the timers that are due: gossip rounds and tombstone collection.
+    /// A user broadcast: delivered and passed on, once.
+    fn on_broadcast(&mut self, b: proto::Broadcast) {
+        let (origin, payload) = (b.origin.clone(), b.payload.clone());
+        let Some(out) = self.broadcasts.receive(&self.me.name, b) else {
+            return;
+        };
+        self.events.push_back(Event::Broadcast { origin, payload });
+        self.rumors.push_broadcast(out.subject, &out.msg);
+    }
+
+    /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_now = self.last_now.max(now);
-        if self.push_at.is_some_and(|t| now >= t) {
+        self.advance(now);
+        if self.pushes.push_at().is_some_and(|t| now >= t) {
             self.push_fresh(now);
         }
-        if self.push_retry_due(now) {
+        if self.pushes.next_due().is_some_and(|t| now >= t) {
             self.retry_pushes(now);
         }
         self.swim_timeout(now);
-        if now >= self.next_gossip {
-            if !self.swim.leaving {
+        if self.timers.is_due(Timer::Gossip, now) {
+            if !self.leaving {
                 self.gossip_round(now);
             }
             // Keep the cadence, but never try to catch up on missed rounds.
-            self.next_gossip += self.config.gossip_interval;
-            if self.next_gossip <= now {
-                self.next_gossip = now + self.config.gossip_interval;
-            }
+            let interval = self.config.gossip_interval;
+            let next = self.timers.get(Timer::Gossip).map_or(now, |t| t + interval);
+            let next = if next <= now { now + interval } else { next };
+            self.timers.set(Timer::Gossip, Some(next));
         }
-        if now >= self.next_reconnect {
-            if !self.swim.leaving {
+        if self.timers.is_due(Timer::Reconnect, now) {
+            if !self.leaving {
                 self.reconnect(now);
             }
-            self.next_reconnect = now + self.config.reconnect_interval;
+            let next = now + self.config.reconnect_interval;
+            self.timers.set(Timer::Reconnect, Some(next));
         }
-        if now >= self.next_gc {
+        if self.timers.is_due(Timer::Gc, now) {
             self.collect_tombstones(now);
-            self.next_gc = now + (self.config.tombstone_grace / 4);
+            let next = now + (self.config.tombstone_grace / 4);
+            self.timers.set(Timer::Gc, Some(next));
+        }
+        self.arm_timers();
+    }
+
+    /// Takes `now` as the engine's latest time. Time must not go
+    /// backwards; an earlier `now` than one already given changes nothing.
+    fn advance(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+    }
+
+    /// Copies the rooms' earliest deadlines into the timer table; called
+    /// at the end of every input, so [`poll_timeout`](Engine::poll_timeout)
+    /// is a lookup.
+    fn arm_timers(&mut self) {
+        let t = &mut self.timers;
+        t.set(Timer::Probe, Some(self.swim.next_probe()));
+        t.set(Timer::ProbeTimeout, self.swim.probe_timeout());
+        t.set(Timer::Relay, self.swim.relay_deadline());
+        t.set(Timer::Suspicion, self.suspicions.next_deadline());
+        t.set(Timer::DeadRetry, self.dead.next_retry());
+        t.set(Timer::Push, self.pushes.push_at());
+        t.set(Timer::PushRetry, self.pushes.next_due());
+    }
+
+    /// Contacts one reconnect candidate, picked at random (see
+    /// [`reconnect`]). Does nothing when there is none.
+    fn reconnect(&mut self, now: Instant) {
+        let pool = Pool {
+            dead: &self.dead,
+            removed: &self.removed,
+            members: &self.members,
+            seeds: &self.seeds,
+        };
+        let Some(candidate) = pool.draw(now, self.config.reconnect_timeout, &mut self.rng) else {
+            return;
+        };
+        self.metrics.reconnects += 1;
+        match candidate {
+            Candidate::Seed(seed) => {
+                tracing::debug!(%seed, "reconnect: contacting a seed");
+                self.send_syn(seed, &[], &[], false);
+            }
+            Candidate::Member { id, incarnation } => {
+                tracing::debug!(node = %id, "reconnect: contacting a member held dead");
+                let seq = self.swim.next_seq();
+                let msgs = vec![
+                    msg::ping(seq, &id.name, self.members.fingerprint()),
+                    msg::update(&id, incarnation, MemberState::Dead, &self.me.name),
+                ];
+                // No peer key: the full header, so that a node which
+                // removed us learns who we are.
+                self.send(id.addr, None, msgs, None);
+            }
+            Candidate::Vanished => {}
         }
     }
 
@@ -487,6 +595,7 @@ impl Engine {
             .with_state(me, |s| s.set_local(key.to_owned(), value))
             .unwrap_or(0);
         self.note_fresh(me, before);
+        self.arm_timers();
         Ok(v)
     }
 
@@ -496,7 +605,7 @@ impl Engine {
         if key.starts_with(RESERVED_PREFIX) {
             return None;
         }
-        self.last_now = self.last_now.max(now);
+        self.advance(now);
         let me = self.members.me();
         let before = self.my_version();
         let v = self
@@ -506,7 +615,19 @@ impl Engine {
         if v.is_some() {
             self.note_fresh(me, before);
         }
+        self.arm_timers();
         v
+    }
+
+    /// Sends `payload` to every healthy member, each delivering it once as
+    /// [`Event::Broadcast`]. It rides on gossip and probe packets.
+    pub fn broadcast(&mut self, payload: impl Into<Bytes>) -> Result<u64, BroadcastError> {
+        let max = self.outbox.max_entry();
+        let (id, out) = self
+            .broadcasts
+            .originate(&self.me.name, payload.into(), max)?;
+        self.rumors.push_broadcast(out.subject, &out.msg);
+        Ok(id)
     }
 
     fn my_version(&self) -> u64 {
@@ -595,13 +716,22 @@ impl Engine {
     /// When [`handle_timeout`](Engine::handle_timeout) must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        let t = self
-            .next_gossip
-            .min(self.next_gc)
-            .min(self.next_reconnect)
-            .min(self.swim.next_deadline());
-        let t = self.push_at.map_or(t, |p| t.min(p));
-        self.pushes.next_due().map_or(t, |p| t.min(p))
+        // The gossip timer is always armed, so the fallback is never used.
+        self.timers
+            .next()
+            .unwrap_or(self.last_now + self.config.gossip_interval)
+    }
+
+    /// Turns recording of [`Observation`]s on or off (off by default).
+    /// Turning it off discards what is queued.
+    pub fn set_observing(&mut self, on: bool) {
+        self.observations.set_on(on);
+    }
+
+    /// The next measurement, if recording is on and one was made.
+    #[must_use]
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        self.observations.poll()
     }
 
     // ----- internals -----------------------------------------------------
@@ -631,10 +761,10 @@ impl Engine {
     /// Fills the packet's spare room with rumors (membership first, the
     /// buddy's first of all) and queues it.
     fn finish(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
-        if !self.swim.rumors.is_empty() {
+        if !self.rumors.is_empty() {
             let limit = self.rumor_limit();
             let spare = Outbox::spare(&packer);
-            for r in self.swim.rumors.take(limit, buddy, spare, &self.members) {
+            for r in self.rumors.take(limit, buddy, spare, &self.members) {
                 self.outbox.add(&mut packer, r);
             }
         }
@@ -652,7 +782,9 @@ impl Engine {
         let mine = self.members.fingerprint();
         peer.and_then(|p| self.members.get(p))
             .is_some_and(|k| match k.fingerprint {
-                0 => !self.divergence_recent(self.last_now),
+                0 => !self
+                    .reconciler
+                    .divergence_recent(self.last_now, &self.config),
                 heard => heard == mine,
             })
     }
@@ -672,7 +804,7 @@ impl Engine {
     /// if `id` is an older generation than the one we know.
     fn learn(&mut self, id: &NodeId, _now: Instant) -> Option<u64> {
         match self.members.key_of(&id.name) {
-            None if self.swim.removed.is_removed(&id.name, id.generation) => {
+            None if self.removed.is_removed(&id.name, id.generation) => {
                 // Removed: only the node's own refutation brings it back.
                 self.metrics.stale_generation += 1;
                 None

@@ -4,11 +4,12 @@
 //!
 //! Counters fit in [`Metrics`](super::Metrics); a distribution does not,
 //! so each sample is queued once and the owner drains the queue with
-//! [`Engine::poll_observation`] (the node driver turns them into
+//! [`Engine::poll_observation`](super::Engine::poll_observation) (the node driver turns them into
 //! histograms). Every duration is a difference of the `now`s the engine
 //! was given: no clock is read here.
 //!
-//! Recording is off until [`Engine::set_observing`] turns it on, so an
+//! Recording is off until
+//! [`Engine::set_observing`](super::Engine::set_observing) turns it on, so an
 //! owner that never drains (the simulator, with thousands of engines)
 //! pays nothing. While on, the queue holds at most [`OBSERVATION_CAP`]
 //! samples; past that the oldest is dropped.
@@ -16,14 +17,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::Engine;
 use super::suspicion::Suspicion;
 
 /// Samples kept while nobody drains them; the oldest goes first. A driver
 /// that drains after every input holds a handful at most.
 pub const OBSERVATION_CAP: usize = 4096;
 
-/// One measurement, from [`Engine::poll_observation`].
+/// One measurement, from [`Engine::poll_observation`](super::Engine::poll_observation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation {
     /// A direct probe was answered by its target: ping sent to ack
@@ -53,50 +53,48 @@ pub enum SuspicionOutcome {
     Left,
 }
 
-/// The queue behind [`Engine::poll_observation`].
+/// The queue behind [`Engine::poll_observation`](super::Engine::poll_observation).
 #[derive(Debug, Default)]
 pub(super) struct Observations {
     on: bool,
     queue: VecDeque<Observation>,
 }
 
-impl Engine {
-    /// Turns recording of [`Observation`]s on or off (off by default).
-    /// Turning it off discards what is queued.
-    pub fn set_observing(&mut self, on: bool) {
-        self.observations.on = on;
+impl Observations {
+    /// Turns recording on or off; turning it off discards what is queued.
+    pub fn set_on(&mut self, on: bool) {
+        self.on = on;
         if !on {
-            self.observations.queue = VecDeque::new();
+            self.queue = VecDeque::new();
         }
     }
 
-    /// The next measurement, if recording is on and one was made.
-    #[must_use]
-    pub fn poll_observation(&mut self) -> Option<Observation> {
-        self.observations.queue.pop_front()
+    /// The oldest queued sample.
+    pub fn poll(&mut self) -> Option<Observation> {
+        self.queue.pop_front()
     }
 
     /// Queues `o` if recording is on, dropping the oldest past the cap.
-    pub(super) fn observe(&mut self, o: Observation) {
-        let q = &mut self.observations;
-        if !q.on {
+    pub fn record(&mut self, o: Observation) {
+        if !self.on {
             return;
         }
-        if q.queue.len() >= OBSERVATION_CAP {
-            q.queue.pop_front();
+        if self.queue.len() >= OBSERVATION_CAP {
+            self.queue.pop_front();
         }
-        q.queue.push_back(o);
+        self.queue.push_back(o);
     }
+}
 
-    /// Records the end of suspicion `s` at `now`.
+impl Observation {
+    /// The end of suspicion `s` at `now`.
     pub(super) fn suspicion_ended(
-        &mut self,
         now: Instant,
         s: &Suspicion,
         outcome: SuspicionOutcome,
-    ) {
+    ) -> Observation {
         let after = now.saturating_duration_since(s.started());
-        self.observe(Observation::SuspicionEnded { after, outcome });
+        Observation::SuspicionEnded { after, outcome }
     }
 }
 
@@ -258,12 +256,14 @@ mod tests {
         a.set_observing(true);
         let n = OBSERVATION_CAP as u64 + 10;
         for i in 0..n {
-            a.observe(Observation::PushAcked(Duration::from_millis(i)));
+            a.observations
+                .record(Observation::PushAcked(Duration::from_millis(i)));
         }
         let kept = observations(&mut a);
         assert_eq!(kept.len(), OBSERVATION_CAP);
         assert_eq!(kept[0], Observation::PushAcked(Duration::from_millis(10)));
-        a.observe(Observation::PushAcked(Duration::ZERO));
+        a.observations
+            .record(Observation::PushAcked(Duration::ZERO));
         a.set_observing(false);
         assert_eq!(a.poll_observation(), None, "turning it off discards");
     }

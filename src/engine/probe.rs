@@ -1,6 +1,6 @@
-//! SWIM failure detection: probes (ping, ping-req, ack, nack), suspicion
-//! and refutation, membership rumors, dead-member retries and removal,
-//! leaving, and user broadcasts.
+//! SWIM failure detection: probes (ping, ping-req, ack, nack), the
+//! ping-reqs relayed for others, Lifeguard's local health, and the
+//! suspicion timeouts that end in a death.
 //!
 //! Each probe period the node pings one member, taken from a shuffled
 //! round-robin list. No ack before the phi-accrual timeout → `PingReq` to
@@ -9,23 +9,20 @@
 //! becomes *suspect*; it is declared *dead* when its Lifeguard suspicion
 //! timeout ends, unless it refutes by raising its incarnation.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::membership::Members;
 use super::msg::{member_update, ping, state_of, update};
 use super::observation::{Observation, SuspicionOutcome};
-use super::phi::RttDetector;
-use super::removed::{Removed, RemovedMembers};
-use super::rumor::{Rumors, Subject};
-use super::suspicion::Suspicions;
-use super::{Engine, Event, MemberStatus};
+use super::rumor::Subject;
+use super::{Engine, MemberStatus};
 use crate::config::Config;
 use crate::wire::proto::{self, MemberState, message::Kind};
-
-/// Broadcast ids remembered per node for deduplication.
 
 #[derive(Debug)]
 struct Probe {
@@ -43,6 +40,7 @@ struct Probe {
     acked: bool,
 }
 
+/// A ping-req we carry out for another member.
 #[derive(Debug)]
 struct Relay {
     requester: SocketAddr,
@@ -52,92 +50,135 @@ struct Relay {
     expires: Instant,
 }
 
-#[derive(Debug)]
-pub(super) struct Dead {
-    pub since: Instant,
-    /// `None` for members that left: they are not retried.
-    pub next_retry: Option<Instant>,
-    pub backoff: Duration,
+impl Relay {
+    /// When the relay next needs attention: its nack, else its end.
+    fn deadline(&self) -> Instant {
+        self.nack_at.unwrap_or(self.expires)
+    }
 }
 
-/// The failure detector's state, owned by the [`Engine`].
+/// The ping-reqs in flight, by our sequence number, with their deadlines
+/// and ends in order.
+#[derive(Debug, Default)]
+struct Relays {
+    by_seq: BTreeMap<u64, Relay>,
+    /// (deadline, seq) of every relay.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// (expires, seq) of every relay.
+    ends: BTreeSet<(Instant, u64)>,
+}
+
+impl Relays {
+    fn insert(&mut self, seq: u64, r: Relay) {
+        self.remove(seq);
+        self.deadlines.insert((r.deadline(), seq));
+        self.ends.insert((r.expires, seq));
+        self.by_seq.insert(seq, r);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Relay> {
+        let r = self.by_seq.remove(&seq)?;
+        self.deadlines.remove(&(r.deadline(), seq));
+        self.ends.remove(&(r.expires, seq));
+        Some(r)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(t, _)| t)
+    }
+
+    /// The nacks due at `now`, as (requester, their sequence number) in
+    /// that order; relays past their end are dropped.
+    fn due(&mut self, now: Instant) -> Vec<(SocketAddr, u64)> {
+        let mut due = Vec::new();
+        while let Some(&(t, seq)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            due.push(seq);
+        }
+        let mut nacks = Vec::new();
+        for seq in due {
+            let Some(r) = self.by_seq.get_mut(&seq) else {
+                continue;
+            };
+            if r.nack_at.is_some_and(|t| now >= t) {
+                r.nack_at = None;
+                nacks.push((r.requester, r.their_seq));
+            }
+            self.deadlines.insert((r.deadline(), seq));
+        }
+        while let Some(&(t, seq)) = self.ends.first() {
+            if now < t {
+                break;
+            }
+            self.remove(seq);
+        }
+        nacks.sort_unstable();
+        nacks
+    }
+
+    fn clear(&mut self) {
+        *self = Relays::default();
+    }
+}
+
+/// The failure detector's own state: the probe round-robin, the probe in
+/// flight, the ping-reqs relayed for others, and local health
+/// (Lifeguard's awareness). What it concludes goes through the engine's
+/// membership lifecycle.
 #[derive(Debug)]
-pub(crate) struct Swim {
-    pub leaving: bool,
-    pub seq: u64,
-    pub order: Vec<u64>,
-    pub pos: usize,
+pub(super) struct Swim {
+    seq: u64,
+    order: Vec<u64>,
+    pos: usize,
     /// Members to probe before the round-robin goes on (a peer holds them
     /// down while we hold them up), oldest first.
     urgent: Vec<u64>,
     probe: Option<Probe>,
-    relays: HashMap<u64, Relay>,
-    pub next_probe: Instant,
-    pub rtt: RttDetector,
-    pub awareness: u32,
-    pub suspicions: Suspicions,
-    pub dead: HashMap<u64, Dead>,
-    pub removed: RemovedMembers,
-    pub rumors: Rumors,
-    pub broadcast_seq: u64,
-    pub seen: HashSet<(String, u64)>,
-    pub seen_order: VecDeque<(String, u64)>,
-    pub told_dead: HashMap<SocketAddr, Instant>,
+    relays: Relays,
+    next_probe: Instant,
+    awareness: u32,
 }
 
 impl Swim {
     pub fn new(config: &Config, now: Instant) -> Swim {
         Swim {
-            leaving: false,
             seq: 0,
             order: Vec::new(),
             pos: 0,
             urgent: Vec::new(),
             probe: None,
-            relays: HashMap::new(),
+            relays: Relays::default(),
             next_probe: now + config.probe_interval,
-            rtt: RttDetector::new(config.conviction_threshold),
             awareness: 0,
-            suspicions: Suspicions::default(),
-            dead: HashMap::new(),
-            removed: RemovedMembers::default(),
-            rumors: Rumors::default(),
-            broadcast_seq: 0,
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
-            told_dead: HashMap::new(),
         }
     }
 
-    /// The earliest SWIM deadline.
-    pub fn next_deadline(&self) -> Instant {
-        let mut t = self.next_probe;
-        if let Some(p) = &self.probe {
-            if !p.acked && !p.indirect {
-                t = t.min(p.timeout_at);
-            }
-        }
-        for r in self.relays.values() {
-            t = t.min(r.nack_at.unwrap_or(r.expires));
-        }
-        if let Some(s) = self.suspicions.next_deadline() {
-            t = t.min(s);
-        }
-        for d in self.dead.values() {
-            if let Some(r) = d.next_retry {
-                t = t.min(r);
-            }
-        }
-        t
+    /// When the next probe round starts.
+    pub fn next_probe(&self) -> Instant {
+        self.next_probe
     }
 
-    /// Drops every probe, relay, suspicion and retry (the node is leaving).
+    /// When the probe in flight times out (and goes indirect), if one is
+    /// waiting for its direct ack.
+    pub fn probe_timeout(&self) -> Option<Instant> {
+        self.probe
+            .as_ref()
+            .filter(|p| !p.acked && !p.indirect)
+            .map(|p| p.timeout_at)
+    }
+
+    /// The earliest nack or end of a relayed ping-req.
+    pub fn relay_deadline(&self) -> Option<Instant> {
+        self.relays.next_deadline()
+    }
+
+    /// Drops the probe in flight and every relay (the node is leaving).
     pub fn stop(&mut self) {
-        self.leaving = true;
         self.probe = None;
         self.relays.clear();
-        self.suspicions.clear();
-        self.dead.clear();
     }
 
     /// Makes `key` the target of one of the next probe rounds (at most 16
@@ -152,14 +193,54 @@ impl Swim {
         self.seq = self.seq.wrapping_add(1);
         self.seq
     }
+
+    /// Raises the local health multiplier by `by`, up to `max`.
+    pub fn raise_awareness(&mut self, by: u32, max: u32) {
+        self.awareness = (self.awareness + by).min(max);
+    }
+
+    /// Lowers the local health multiplier by one (a probe succeeded).
+    fn lower_awareness(&mut self) {
+        self.awareness = self.awareness.saturating_sub(1);
+    }
+
+    /// Probe timing stretched by local health (Lifeguard).
+    fn scaled(&self, d: Duration) -> Duration {
+        d * (1 + self.awareness)
+    }
+
+    /// The next member to probe: an urgent one, else the next in the
+    /// shuffled round-robin order (reshuffled from `members` when it runs
+    /// out).
+    fn next_target(&mut self, members: &Members, rng: &mut StdRng) -> Option<u64> {
+        let probeable = |key: u64| {
+            members.get(key).is_some_and(|k| k.status.is_healthy()) && key != members.me()
+        };
+        while !self.urgent.is_empty() {
+            let key = self.urgent.remove(0);
+            if probeable(key) {
+                return Some(key);
+            }
+        }
+        for _ in 0..2 {
+            while self.pos < self.order.len() {
+                let key = self.order[self.pos];
+                self.pos += 1;
+                if probeable(key) {
+                    return Some(key);
+                }
+            }
+            let mut order = members.peers().to_vec();
+            order.sort_unstable();
+            order.shuffle(rng);
+            self.order = order;
+            self.pos = 0;
+        }
+        None
+    }
 }
 
 impl Engine {
-    /// Probe timing stretched by local health (Lifeguard).
-    fn scaled(&self, d: Duration) -> Duration {
-        d * (1 + self.swim.awareness)
-    }
-
     pub(super) fn my_incarnation(&self) -> u64 {
         self.members
             .get(self.members.me())
@@ -183,7 +264,7 @@ impl Engine {
 
     /// Runs the failure detector's due timers.
     pub(super) fn swim_timeout(&mut self, now: Instant) {
-        if self.swim.leaving {
+        if self.leaving {
             // Nothing left to detect; keep the timer out of the way.
             self.swim.next_probe = now + self.config.probe_interval;
             return;
@@ -194,19 +275,19 @@ impl Engine {
         self.check_probe(now);
         self.check_relays(now);
         self.check_suspicions(now);
-        self.check_dead(now);
+        self.dead_timeout(now);
     }
 
     fn probe_round(&mut self, now: Instant) {
         if let Some(p) = self.swim.probe.take() {
             if p.acked {
-                self.swim.awareness = self.swim.awareness.saturating_sub(1);
+                self.swim.lower_awareness();
             } else {
                 self.probe_failed(now, &p);
             }
         }
-        self.swim.next_probe = now + self.scaled(self.config.probe_interval);
-        let Some(target) = self.next_target() else {
+        self.swim.next_probe = now + self.swim.scaled(self.config.probe_interval);
+        let Some(target) = self.swim.next_target(&self.members, &mut self.rng) else {
             return;
         };
         let Some(k) = self.members.get(target) else {
@@ -216,7 +297,9 @@ impl Engine {
         let buddy = (k.status == MemberStatus::Suspect)
             .then(|| update(&k.id, k.incarnation, MemberState::Suspect, &self.me.name));
         let seq = self.swim.next_seq();
-        let timeout = self.scaled(self.swim.rtt.timeout(self.config.probe_timeout));
+        let timeout = self
+            .swim
+            .scaled(self.rtt.timeout(self.config.probe_timeout));
         self.swim.probe = Some(Probe {
             seq,
             target,
@@ -233,39 +316,6 @@ impl Engine {
         // Buddy system: a suspect learns it is suspected from its prober.
         msgs.extend(buddy);
         self.send(addr, Some(target), msgs, Some(Subject::member(&name)));
-    }
-
-    /// The next member in the shuffled round-robin order.
-    fn next_target(&mut self) -> Option<u64> {
-        while !self.swim.urgent.is_empty() {
-            let key = self.swim.urgent.remove(0);
-            if self
-                .members
-                .get(key)
-                .is_some_and(|k| k.status.is_healthy() && key != self.members.me())
-            {
-                return Some(key);
-            }
-        }
-        for _ in 0..2 {
-            while self.swim.pos < self.swim.order.len() {
-                let key = self.swim.order[self.swim.pos];
-                self.swim.pos += 1;
-                if self
-                    .members
-                    .get(key)
-                    .is_some_and(|k| k.status.is_healthy() && key != self.members.me())
-                {
-                    return Some(key);
-                }
-            }
-            let mut order = self.members.peers().to_vec();
-            order.sort_unstable();
-            order.shuffle(&mut self.rng);
-            self.swim.order = order;
-            self.swim.pos = 0;
-        }
-        None
     }
 
     fn check_probe(&mut self, now: Instant) {
@@ -324,7 +374,7 @@ impl Engine {
         } else {
             1
         };
-        self.swim.awareness = (self.swim.awareness + delta).min(self.config.awareness_max);
+        self.swim.raise_awareness(delta, self.config.awareness_max);
         let Some(k) = self.members.get(p.target) else {
             return;
         };
@@ -339,16 +389,7 @@ impl Engine {
     }
 
     fn check_relays(&mut self, now: Instant) {
-        let mut nacks = Vec::new();
-        self.swim.relays.retain(|_, r| {
-            if r.nack_at.is_some_and(|t| now >= t) {
-                r.nack_at = None;
-                nacks.push((r.requester, r.their_seq));
-            }
-            now < r.expires
-        });
-        nacks.sort_unstable();
-        for (to, seq) in nacks {
+        for (to, seq) in self.swim.relays.due(now) {
             let msg = proto::Message {
                 kind: Some(Kind::PingNack(proto::PingNack { seq })),
             };
@@ -358,7 +399,7 @@ impl Engine {
 
     fn check_suspicions(&mut self, now: Instant) {
         // By key, not by deadline: runs replay as they always have.
-        for (key, s) in self.swim.suspicions.take_due(now) {
+        for (key, s) in self.suspicions.take_due(now) {
             let inc = s.incarnation;
             let Some(k) = self.members.get(key) else {
                 continue;
@@ -369,59 +410,10 @@ impl Engine {
             let msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
             self.on_member_update(now, &msg, None);
             if self.member_state(key) == Some((MemberState::Dead, inc)) {
-                self.suspicion_ended(now, &s, SuspicionOutcome::Dead);
+                let ended = Observation::suspicion_ended(now, &s, SuspicionOutcome::Dead);
+                self.observations.record(ended);
             }
         }
-    }
-
-    fn check_dead(&mut self, now: Instant) {
-        let retention = self.config.dead_retention;
-        let mut remove = Vec::new();
-        let mut retry = Vec::new();
-        for (key, d) in &mut self.swim.dead {
-            if now >= d.since + retention {
-                remove.push(*key);
-            } else if d.next_retry.is_some_and(|t| now >= t) {
-                d.backoff *= 2;
-                d.next_retry = Some(now + d.backoff);
-                retry.push(*key);
-            }
-        }
-        retry.sort_unstable();
-        remove.sort_unstable();
-        for key in retry {
-            let Some(k) = self.members.get(key) else {
-                continue;
-            };
-            // It may be back: tell it what we think, so it can refute.
-            let seq = self.swim.next_seq();
-            let msgs = vec![
-                ping(seq, &k.id.name, self.members.fingerprint()),
-                update(&k.id, k.incarnation, MemberState::Dead, &self.me.name),
-            ];
-            let addr = k.id.addr;
-            self.send(addr, Some(key), msgs, None);
-        }
-        for key in remove {
-            self.swim.dead.remove(&key);
-            if let Some(k) = self.members.remove(key) {
-                self.swim.removed.insert(Removed {
-                    id: k.id.clone(),
-                    incarnation: k.incarnation,
-                    at: now,
-                    left: k.status == MemberStatus::Left,
-                });
-                self.metrics.members_removed += 1;
-                self.events.push_back(Event::MemberRemoved(k.id));
-            }
-        }
-        // Forget removals long past: by then no stale rumor survives, and
-        // reconnecting has given up.
-        let forget = (retention * 10).max(self.config.reconnect_timeout);
-        self.swim.removed.expire(now, forget);
-        self.swim
-            .told_dead
-            .retain(|_, t| now.saturating_duration_since(*t) < retention);
     }
 
     // ----- inbound SWIM messages ---------------------------------------
@@ -450,7 +442,9 @@ impl Engine {
             return;
         }
         let seq = self.swim.next_seq();
-        let timeout = self.scaled(self.swim.rtt.timeout(self.config.probe_timeout));
+        let timeout = self
+            .swim
+            .scaled(self.rtt.timeout(self.config.probe_timeout));
         self.swim.relays.insert(
             seq,
             Relay {
@@ -485,13 +479,13 @@ impl Engine {
                 p.acked = true;
                 if from == p.addr && ack.target.is_empty() {
                     let rtt = now.saturating_duration_since(sent_at);
-                    self.swim.rtt.record(rtt);
-                    self.observe(Observation::ProbeRtt(rtt));
+                    self.rtt.record(rtt);
+                    self.observations.record(Observation::ProbeRtt(rtt));
                 }
                 return;
             }
         }
-        if let Some(r) = self.swim.relays.remove(&ack.seq) {
+        if let Some(r) = self.swim.relays.remove(ack.seq) {
             let msg = proto::Message {
                 kind: Some(Kind::PingAck(proto::PingAck {
                     seq: r.their_seq,

@@ -15,6 +15,7 @@
 //!
 //! Whatever both miss, anti-entropy repairs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,7 @@ fn retry_factor(sends: u8) -> u32 {
 
 /// A tree push waiting for its `PushAck`.
 #[derive(Debug)]
-pub(super) struct PendingPush {
+struct PendingPush {
     id: u32,
     to: SocketAddr,
     peer: u64,
@@ -67,22 +68,153 @@ pub(super) struct PendingPush {
     due: Instant,
 }
 
-/// The unacknowledged tree pushes of an engine.
+/// A tree push to send again.
+struct Resend {
+    to: SocketAddr,
+    id: u32,
+    deltas: Vec<proto::NodeDelta>,
+}
+
+/// A push a silent peer did not acknowledge, to send to its children.
+struct Orphaned {
+    peer: u64,
+    roots: Vec<u64>,
+    deltas: Vec<proto::NodeDelta>,
+}
+
+/// The push room's state: the changes not pushed yet and the tree pushes
+/// waiting for their acknowledgement.
 #[derive(Debug, Default)]
 pub(super) struct Pushes {
+    /// Nodes whose state advanced since the last push, with the version
+    /// they were at before (in key order, so pushes replay).
+    fresh: BTreeMap<u64, u64>,
+    /// When the fresh changes are pushed (the end of the batching delay).
+    push_at: Option<Instant>,
     pending: Vec<PendingPush>,
+    /// (due, id) of every pending push.
+    dues: BTreeSet<(Instant, u32)>,
     next_id: u32,
 }
 
 impl Pushes {
+    /// When the fresh changes are to be pushed, if any wait.
+    pub fn push_at(&self) -> Option<Instant> {
+        self.push_at
+    }
+
     /// When the next retry is due, if any push is pending.
     pub fn next_due(&self) -> Option<Instant> {
-        self.pending.iter().map(|p| p.due).min()
+        self.dues.first().map(|&(t, _)| t)
+    }
+
+    /// Notes that node `key` advanced past `before`; the batch is pushed
+    /// at `at` if none is waiting yet.
+    fn note(&mut self, key: u64, before: u64, at: Instant) {
+        self.fresh.entry(key).or_insert(before);
+        if self.push_at.is_none() {
+            self.push_at = Some(at);
+        }
+    }
+
+    /// Takes the fresh changes, in key order, ending the batch.
+    fn take_fresh(&mut self) -> Vec<(u64, u64)> {
+        self.push_at = None;
+        std::mem::take(&mut self.fresh).into_iter().collect()
     }
 
     fn id(&mut self) -> u32 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
+    }
+
+    /// Remembers a tree push for retry at `due`; returns its id and
+    /// whether the oldest pending push was given up to make room.
+    fn track(
+        &mut self,
+        now: Instant,
+        due: Instant,
+        to: SocketAddr,
+        peer: u64,
+        roots: Vec<u64>,
+        deltas: Vec<proto::NodeDelta>,
+    ) -> (u32, bool) {
+        let evicted = self.pending.len() >= PENDING_CAP;
+        if evicted {
+            let old = self.pending.remove(0);
+            self.dues.remove(&(old.due, old.id));
+        }
+        let id = self.id();
+        self.dues.insert((due, id));
+        self.pending.push(PendingPush {
+            id,
+            to,
+            peer,
+            roots,
+            deltas,
+            tries: 1,
+            adopted: false,
+            sent: now,
+            due,
+        });
+        (id, evicted)
+    }
+
+    /// Stops retrying push `id`; returns how long it waited and whether
+    /// it was answered on its first send.
+    fn acked(&mut self, id: u32, now: Instant) -> Option<(Duration, bool)> {
+        let i = self.pending.iter().position(|p| p.id == id)?;
+        let p = self.pending.swap_remove(i);
+        self.dues.remove(&(p.due, p.id));
+        Some((now.saturating_duration_since(p.sent), p.tries == 1))
+    }
+
+    /// The overdue pushes at `now`, in pending order: those to send again
+    /// (each rescheduled `wait` times its [`retry_factor`] later), those
+    /// whose peer's children must now be sent them, and how many were
+    /// given up (after [`PUSH_TRIES`] sends, or when `healthy` says the
+    /// peer is down).
+    fn due(
+        &mut self,
+        now: Instant,
+        wait: Duration,
+        healthy: impl Fn(u64) -> bool,
+    ) -> (Vec<Resend>, Vec<Orphaned>, u64) {
+        let (mut resend, mut orphaned, mut given_up) = (Vec::new(), Vec::new(), 0);
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            if now < p.due {
+                i += 1;
+                continue;
+            }
+            let give_up = p.tries >= PUSH_TRIES || !healthy(p.peer);
+            if (give_up || p.tries >= ADOPT_AFTER) && !p.adopted {
+                p.adopted = true;
+                orphaned.push(Orphaned {
+                    peer: p.peer,
+                    roots: p.roots.clone(),
+                    deltas: p.deltas.clone(),
+                });
+            }
+            if give_up {
+                let p = self.pending.swap_remove(i);
+                self.dues.remove(&(p.due, p.id));
+                given_up += 1;
+                continue;
+            }
+            self.dues.remove(&(p.due, p.id));
+            p.tries += 1;
+            p.due = now + wait * retry_factor(p.tries);
+            self.dues.insert((p.due, p.id));
+            resend.push(Resend {
+                to: p.to,
+                id: p.id,
+                deltas: p.deltas.clone(),
+            });
+            i += 1;
+        }
+        (resend, orphaned, given_up)
     }
 }
 
@@ -91,13 +223,11 @@ impl Engine {
     /// after `push_delay` (batching what changes meanwhile).
     pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
         self.diverged();
-        if self.config.push_fanout == 0 || self.swim.leaving {
+        if self.config.push_fanout == 0 || self.leaving {
             return;
         }
-        self.fresh.entry(key).or_insert(before);
-        if self.push_at.is_none() {
-            self.push_at = Some(self.last_now + self.config.push_delay);
-        }
+        let at = self.last_now + self.config.push_delay;
+        self.pushes.note(key, before, at);
     }
 
     /// Pushes the fresh changes as deltas to our children in each changed
@@ -105,13 +235,10 @@ impl Engine {
     /// peers (not). Each node forwards each new version once, when it first
     /// learns it.
     pub(super) fn push_fresh(&mut self, now: Instant) {
-        self.push_at = None;
-        let mut fresh: Vec<(u64, u64)> = self.fresh.drain().collect();
+        let fresh = self.pushes.take_fresh();
         if fresh.is_empty() {
             return;
         }
-        // Hash-map order is random per process: sort, so runs replay.
-        fresh.sort_unstable();
         // Who gets what: (peer, the fresh nodes whose tree has it as our
         // child, whether it was also drawn at random). Tree pushes carry
         // their roots' changes; random ones carry all.
@@ -194,22 +321,11 @@ impl Engine {
         roots: Vec<u64>,
         deltas: Vec<proto::NodeDelta>,
     ) -> u32 {
-        if self.pushes.pending.len() >= PENDING_CAP {
-            self.pushes.pending.remove(0);
+        let due = now + self.push_retry_after();
+        let (id, evicted) = self.pushes.track(now, due, to, peer, roots, deltas);
+        if evicted {
             self.metrics.pushes_unacked += 1;
         }
-        let id = self.pushes.id();
-        self.pushes.pending.push(PendingPush {
-            id,
-            to,
-            peer,
-            roots,
-            deltas,
-            tries: 1,
-            adopted: false,
-            sent: now,
-            due: now + self.push_retry_after(),
-        });
         id
     }
 
@@ -217,7 +333,7 @@ impl Engine {
     /// again: from the round-trip times measured on probes and pushes
     /// (a tenth of `probe_timeout` until there are enough of them).
     fn push_retry_after(&self) -> Duration {
-        self.swim.rtt.retry_after(self.config.probe_timeout / 10)
+        self.rtt.retry_after(self.config.probe_timeout / 10)
     }
 
     /// A tree push arrived: acknowledge it, then apply what it carries.
@@ -243,15 +359,13 @@ impl Engine {
     /// multi-homed peer may answer from another address than the one we
     /// sent to.
     pub(super) fn on_push_ack(&mut self, now: Instant, push_id: u32) {
-        let Some(i) = self.pushes.pending.iter().position(|p| p.id == push_id) else {
+        let Some((waited, first_try)) = self.pushes.acked(push_id, now) else {
             return;
         };
-        let p = self.pushes.pending.swap_remove(i);
-        let waited = now.saturating_duration_since(p.sent);
-        if p.tries == 1 {
-            self.swim.rtt.record(waited);
+        if first_try {
+            self.rtt.record(waited);
         }
-        self.observe(Observation::PushAcked(waited));
+        self.observations.record(Observation::PushAcked(waited));
     }
 
     /// Sends the overdue tree pushes again, after waits of
@@ -263,37 +377,16 @@ impl Engine {
     /// or once the peer is no longer healthy, the push is given up.
     pub(super) fn retry_pushes(&mut self, now: Instant) {
         let wait = self.push_retry_after();
-        let mut orphaned = Vec::new();
-        let mut i = 0;
-        while i < self.pushes.pending.len() {
-            let p = &mut self.pushes.pending[i];
-            if now < p.due {
-                i += 1;
-                continue;
-            }
-            let healthy = self
-                .members
-                .get(p.peer)
-                .is_some_and(|k| k.status.is_healthy());
-            let give_up = p.tries >= PUSH_TRIES || !healthy;
-            if (give_up || p.tries >= ADOPT_AFTER) && !p.adopted {
-                p.adopted = true;
-                orphaned.push((p.peer, p.roots.clone(), p.deltas.clone()));
-            }
-            if give_up {
-                self.pushes.pending.swap_remove(i);
-                self.metrics.pushes_unacked += 1;
-                continue;
-            }
-            p.tries += 1;
-            p.due = now + wait * retry_factor(p.tries);
-            let (to, id, deltas) = (p.to, p.id, p.deltas.clone());
+        let members = &self.members;
+        let healthy = |peer| members.get(peer).is_some_and(|k| k.status.is_healthy());
+        let (resend, orphaned, given_up) = self.pushes.due(now, wait, healthy);
+        self.metrics.pushes_unacked += given_up;
+        for r in resend {
             self.metrics.pushes_retried += 1;
-            self.send_push(to, id, deltas);
-            i += 1;
+            self.send_push(r.to, r.id, r.deltas);
         }
-        for (peer, roots, deltas) in orphaned {
-            self.adopt_children(now, peer, &roots, &deltas);
+        for o in orphaned {
+            self.adopt_children(now, o.peer, &o.roots, &o.deltas);
         }
     }
 
@@ -335,11 +428,6 @@ impl Engine {
             }
         }
         out
-    }
-
-    /// Whether a tree push retry is due.
-    pub(super) fn push_retry_due(&self, now: Instant) -> bool {
-        self.pushes.next_due().is_some_and(|t| now >= t)
     }
 }
 

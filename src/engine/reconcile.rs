@@ -15,6 +15,7 @@ use super::msg::state_of;
 use super::outbox::{FIELD, FLAG, MIN_DELTA, Outbox};
 use super::state::Change;
 use super::{Engine, Event, MemberStatus, NodeId};
+use crate::config::Config;
 use crate::wire::field_len;
 use crate::wire::proto::{self, MemberState, message::Kind};
 
@@ -56,6 +57,53 @@ enum News {
     Removed(NodeId, u64),
 }
 
+/// The reconciliation room's own state.
+#[derive(Debug)]
+pub(super) struct Reconciler {
+    /// Where the next digest page's window starts.
+    cursor: usize,
+    /// Last evidence that peers may disagree with us.
+    last_divergence: Instant,
+}
+
+impl Reconciler {
+    pub fn new(now: Instant) -> Reconciler {
+        Reconciler {
+            cursor: 0,
+            last_divergence: now,
+        }
+    }
+
+    /// The digest page cursor.
+    fn cursor(&mut self) -> &mut usize {
+        &mut self.cursor
+    }
+
+    /// Notes evidence, at `now`, that this node and its peers may disagree.
+    fn diverged(&mut self, now: Instant) {
+        self.last_divergence = now;
+    }
+
+    /// Whether anti-entropy should run: some evidence of divergence (a
+    /// change here, a mismatching fingerprint heard on a probe or digest, a
+    /// new member) is recent. An idle, in-sync cluster sends no Syn at all;
+    /// the fingerprints riding on every probe detect a divergence within
+    /// about one probe interval.
+    ///
+    /// With pushes turned off (`push_fanout = 0`) nothing else carries fresh
+    /// news, so anti-entropy runs every round, as classic Scuttlebutt does.
+    fn active(&self, now: Instant, config: &Config) -> bool {
+        config.push_fanout == 0 || self.divergence_recent(now, config)
+    }
+
+    /// Whether this node has seen evidence of divergence within the last
+    /// ten gossip rounds or two probe periods, whichever is longer.
+    pub fn divergence_recent(&self, now: Instant, config: &Config) -> bool {
+        let window = (config.gossip_interval * 10).max(config.probe_interval * 2);
+        now.saturating_duration_since(self.last_divergence) < window
+    }
+}
+
 impl Engine {
     /// One gossip round: a Syn with our digest page to `gossip_fanout`
     /// random peers (skipping those whose last reported fingerprint equals
@@ -87,7 +135,7 @@ impl Engine {
         for to in &targets {
             self.send_syn(*to, &[], &[], false);
         }
-        if !self.swim.rumors.is_empty() {
+        if !self.rumors.is_empty() {
             let extra = self
                 .members
                 .random_peers(&mut self.rng, self.config.gossip_nodes, None);
@@ -115,26 +163,12 @@ impl Engine {
 
     /// Notes evidence that this node and its peers may disagree.
     pub(super) fn diverged(&mut self) {
-        self.last_divergence = self.last_now;
+        self.reconciler.diverged(self.last_now);
     }
 
-    /// Whether anti-entropy should run: some evidence of divergence (a
-    /// change here, a mismatching fingerprint heard on a probe or digest, a
-    /// new member) is recent. An idle, in-sync cluster sends no Syn at all;
-    /// the fingerprints riding on every probe detect a divergence within
-    /// about one probe interval.
-    ///
-    /// With pushes turned off (`push_fanout = 0`) nothing else carries fresh
-    /// news, so anti-entropy runs every round, as classic Scuttlebutt does.
+    /// Whether anti-entropy should run (see [`Reconciler::active`]).
     fn anti_entropy_active(&self, now: Instant) -> bool {
-        self.config.push_fanout == 0 || self.divergence_recent(now)
-    }
-
-    /// Whether this node has seen evidence of divergence within the last
-    /// ten gossip rounds or two probe periods, whichever is longer.
-    pub(super) fn divergence_recent(&self, now: Instant) -> bool {
-        let window = (self.config.gossip_interval * 10).max(self.config.probe_interval * 2);
-        now.saturating_duration_since(self.last_divergence) < window
+        self.reconciler.active(now, &self.config)
     }
 
     pub(super) fn send_syn(
@@ -154,7 +188,7 @@ impl Engine {
             unknown,
             !follow_up,
             room,
-            &mut self.cursor,
+            self.reconciler.cursor(),
         );
         let msg = proto::Message {
             kind: Some(Kind::Syn(proto::Syn {
@@ -206,7 +240,7 @@ impl Engine {
             &cmp.unknown,
             !syn.follow_up,
             room.saturating_sub(used + FLAG + FIELD),
-            &mut self.cursor,
+            self.reconciler.cursor(),
         );
         let msg = proto::Message {
             kind: Some(Kind::SynAck(proto::SynAck {
@@ -285,7 +319,7 @@ impl Engine {
                     }
                     news.extend(self.liveness_news(k, line.liveness));
                 }
-                None => match self.swim.removed.by_key(line.key) {
+                None => match self.removed.by_key(line.key) {
                     Some(r) => {
                         let (inc, state) = split_liveness(line.liveness);
                         let up = matches!(state, MemberState::Alive | MemberState::Suspect);
@@ -352,7 +386,7 @@ impl Engine {
         cmp: &mut Comparison,
     ) {
         for name in cmp.revived.drain(..) {
-            self.swim.removed.forget(&name);
+            self.removed.forget(&name);
         }
         if cmp.news.is_empty() {
             return;

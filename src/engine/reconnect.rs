@@ -17,30 +17,47 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
+use rand::rngs::StdRng;
 
-use super::Engine;
-use super::msg::{ping, update};
-use crate::wire::proto::MemberState;
+use super::NodeId;
+use super::dead::DeadMembers;
+use super::membership::Members;
+use super::removed::RemovedMembers;
 
-impl Engine {
-    /// Contacts one reconnect candidate, picked at random (see the module
-    /// doc). Does nothing when there is none.
-    pub(super) fn reconnect(&mut self, now: Instant) {
-        let timeout = self.config.reconnect_timeout;
-        let mut dead: Vec<u64> = self
-            .swim
-            .dead
-            .iter()
-            .filter(|(_, d)| {
-                d.next_retry.is_some() && now.saturating_duration_since(d.since) < timeout
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        dead.sort_unstable();
-        let removed = self.swim.removed.to_reconnect(now, timeout).count();
+/// Whom a reconnect attempt contacts.
+#[derive(Debug)]
+pub(super) enum Candidate {
+    /// A member held dead or removed as dead: told so, with a ping.
+    Member {
+        /// Its last identity.
+        id: NodeId,
+        /// The incarnation it is held dead at.
+        incarnation: u64,
+    },
+    /// A seed that is not an alive member: sent a digest, as at join.
+    Seed(SocketAddr),
+    /// The member drawn left the table meanwhile: nobody this time.
+    Vanished,
+}
+
+/// The places one reconnect attempt draws from.
+pub(super) struct Pool<'a> {
+    pub dead: &'a DeadMembers,
+    pub removed: &'a RemovedMembers,
+    pub members: &'a Members,
+    pub seeds: &'a [SocketAddr],
+}
+
+impl Pool<'_> {
+    /// Draws one candidate at random among the members held dead and the
+    /// members removed as dead less than `timeout` ago, and the seeds that
+    /// are not healthy members; `None` if there is none.
+    pub fn draw(&self, now: Instant, timeout: Duration, rng: &mut StdRng) -> Option<Candidate> {
+        let dead = self.dead.to_reconnect(now, timeout);
+        let removed = self.removed.to_reconnect(now, timeout).count();
         let healthy: HashSet<SocketAddr> = self
             .members
             .peers()
@@ -55,37 +72,24 @@ impl Engine {
             .collect();
         let total = dead.len() + removed + seeds.len();
         if total == 0 {
-            return;
+            return None;
         }
-        self.metrics.reconnects += 1;
-        let i = self.rng.random_range(0..total);
+        let i = rng.random_range(0..total);
         let member = if i < dead.len() {
             self.members
                 .get(dead[i])
                 .map(|k| (k.id.clone(), k.incarnation))
         } else if i < dead.len() + removed {
-            self.swim
-                .removed
+            self.removed
                 .to_reconnect(now, timeout)
                 .nth(i - dead.len())
                 .map(|r| (r.id.clone(), r.incarnation))
         } else {
-            let seed = seeds[i - dead.len() - removed];
-            tracing::debug!(%seed, "reconnect: contacting a seed");
-            self.send_syn(seed, &[], &[], false);
-            return;
+            return Some(Candidate::Seed(seeds[i - dead.len() - removed]));
         };
-        let Some((id, incarnation)) = member else {
-            return;
-        };
-        tracing::debug!(node = %id, "reconnect: contacting a member held dead");
-        let seq = self.swim.next_seq();
-        let msgs = vec![
-            ping(seq, &id.name, self.members.fingerprint()),
-            update(&id, incarnation, MemberState::Dead, &self.me.name),
-        ];
-        // No peer key: the full header, so that a node which removed us
-        // learns who we are.
-        self.send(id.addr, None, msgs, None);
+        Some(match member {
+            Some((id, incarnation)) => Candidate::Member { id, incarnation },
+            None => Candidate::Vanished,
+        })
     }
 }
