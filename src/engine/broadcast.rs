@@ -6,7 +6,6 @@ use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::BroadcastError;
 use super::msg::message;
 use super::rumor::Subject;
 use crate::wire::field_len;
@@ -33,14 +32,14 @@ pub(super) struct Outgoing {
 }
 
 impl Broadcasts {
-    /// Our next broadcast of `payload` as `origin`, refused if its message
-    /// is larger than `max` bytes encoded; returns its id and the rumor.
+    /// Our next broadcast of `payload` as `origin`: its id and the rumor,
+    /// or, if its message is larger than `max` bytes encoded, that size.
     pub fn originate(
         &mut self,
         origin: &str,
         payload: Bytes,
         max: usize,
-    ) -> Result<(u64, Outgoing), BroadcastError> {
+    ) -> Result<(u64, Outgoing), usize> {
         let id = self.next_id;
         let msg = message(Kind::Broadcast(proto::Broadcast {
             origin: origin.to_owned(),
@@ -49,7 +48,7 @@ impl Broadcasts {
         }));
         let len = field_len(prost::Message::encoded_len(&msg));
         if len > max {
-            return Err(BroadcastError::TooLarge { len, max });
+            return Err(len);
         }
         self.next_id += 1;
         self.remember(origin.to_owned(), id);

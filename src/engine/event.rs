@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::NodeId;
 use super::membership::MemberStatus;
+use super::node_id::NodeId;
 
 /// Something the application may want to react to. Events describe other
 /// nodes; the local node's own `set`/`delete` produce none.

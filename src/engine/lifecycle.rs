@@ -118,7 +118,7 @@ impl Engine {
                     return;
                 }
                 is_new = true;
-                match self.learn(&id, now) {
+                match self.learn(&id) {
                     Some(k) => k,
                     None => return,
                 }
@@ -136,7 +136,7 @@ impl Engine {
                     self.removed.forget(&id.name);
                 }
                 is_new = true;
-                match self.learn(&id, now) {
+                match self.learn(&id) {
                     Some(k) => k,
                     None => return,
                 }
@@ -323,6 +323,18 @@ impl Engine {
         let forget = (retention * 10).max(self.config.reconnect_timeout);
         self.removed.expire(now, forget);
         self.told_dead.expire(now, retention);
+    }
+
+    /// The shortest and longest suspicion timeouts at the current size
+    /// (Lifeguard: `suspicion_mult · log10(N)` probe intervals, stretched
+    /// up to `suspicion_max_mult` times for a lone suspector).
+    fn suspicion_bounds(&self) -> (Duration, Duration) {
+        let n = self.members.len().max(1) as f64;
+        let min = self
+            .config
+            .probe_interval
+            .mul_f64(f64::from(self.config.suspicion_mult) * n.log10().max(1.0));
+        (min, min * self.config.suspicion_max_mult)
     }
 
     // ----- leaving -------------------------------------------------------

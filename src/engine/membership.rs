@@ -11,7 +11,7 @@ use hashbrown::hash_table::Entry;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::NodeId;
+use super::node_id::NodeId;
 use super::state::NodeState;
 
 /// Liveness status of a member.

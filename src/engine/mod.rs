@@ -413,7 +413,7 @@ impl Engine {
             return Err(());
         }
         let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
-        let sender_key = self.learn(&sender, now);
+        let sender_key = self.learn(&sender);
         if first_contact && sender_key.is_some() {
             // A node that contacted us directly is alive: spread the news as
             // a rumor, so joins reach everyone in O(log N) rounds instead of
@@ -625,7 +625,8 @@ impl Engine {
         let max = self.outbox.max_entry();
         let (id, out) = self
             .broadcasts
-            .originate(&self.me.name, payload.into(), max)?;
+            .originate(&self.me.name, payload.into(), max)
+            .map_err(|len| BroadcastError::TooLarge { len, max })?;
         self.rumors.push_broadcast(out.subject, &out.msg);
         Ok(id)
     }
@@ -771,6 +772,19 @@ impl Engine {
         self.outbox.queue(packer, to);
     }
 
+    /// This node's incarnation.
+    fn my_incarnation(&self) -> u64 {
+        self.members
+            .get(self.members.me())
+            .map_or(0, |k| k.incarnation)
+    }
+
+    /// Rumors are sent `retransmit_mult · ceil(log10(N + 1))` times.
+    fn rumor_limit(&self) -> u32 {
+        let n = self.members.len() as f64;
+        self.config.retransmit_mult * ((n + 1.0).log10().ceil().max(1.0) as u32)
+    }
+
     /// Whether member `peer` knows our full identity, so that our key
     /// alone names us in a packet's header. It does if the fingerprint it
     /// last reported equals ours (the fingerprint covers every healthy
@@ -802,7 +816,7 @@ impl Engine {
 
     /// Learns of a node from a packet or delta; returns its key, or `None`
     /// if `id` is an older generation than the one we know.
-    fn learn(&mut self, id: &NodeId, _now: Instant) -> Option<u64> {
+    fn learn(&mut self, id: &NodeId) -> Option<u64> {
         match self.members.key_of(&id.name) {
             None if self.removed.is_removed(&id.name, id.generation) => {
                 // Removed: only the node's own refutation brings it back.

@@ -2,8 +2,8 @@
 //! statuses and their wire form. A leaf: every room that says something
 //! builds it here, so no room imports another for a constructor.
 
-use super::NodeId;
 use super::membership::MemberStatus;
+use super::node_id::NodeId;
 use crate::wire::proto::{self, MemberState, message::Kind};
 
 /// A membership rumor: `from` says `id` is in `state` at `incarnation`.

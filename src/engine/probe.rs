@@ -241,27 +241,6 @@ impl Swim {
 }
 
 impl Engine {
-    pub(super) fn my_incarnation(&self) -> u64 {
-        self.members
-            .get(self.members.me())
-            .map_or(0, |k| k.incarnation)
-    }
-
-    /// Rumors are sent `retransmit_mult · ceil(log10(N + 1))` times.
-    pub(super) fn rumor_limit(&self) -> u32 {
-        let n = self.members.len() as f64;
-        self.config.retransmit_mult * ((n + 1.0).log10().ceil().max(1.0) as u32)
-    }
-
-    pub(super) fn suspicion_bounds(&self) -> (Duration, Duration) {
-        let n = self.members.len().max(1) as f64;
-        let min = self
-            .config
-            .probe_interval
-            .mul_f64(f64::from(self.config.suspicion_mult) * n.log10().max(1.0));
-        (min, min * self.config.suspicion_max_mult)
-    }
-
     /// Runs the failure detector's due timers.
     pub(super) fn swim_timeout(&mut self, now: Instant) {
         if self.leaving {

@@ -476,7 +476,7 @@ impl Engine {
                 self.metrics.deltas_about_self += 1;
                 continue;
             }
-            let Some(key) = self.learn(&id, now) else {
+            let Some(key) = self.learn(&id) else {
                 continue;
             };
             changes.clear();

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::NodeId;
 use super::dead::DeadMembers;
 use super::membership::Members;
+use super::node_id::NodeId;
 use super::removed::RemovedMembers;
 
 /// Whom a reconnect attempt contacts.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::NodeId;
+use super::node_id::NodeId;
 
 /// One removed member.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! number expected. A lone, possibly mistaken suspector waits `max`; a
 //! crash seen by many is declared after `min`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::msg::name_hash;
@@ -83,7 +83,7 @@ impl Suspicion {
 /// engine asks for the earliest after every datagram.
 #[derive(Debug, Default)]
 pub(crate) struct Suspicions {
-    by_key: HashMap<u64, Suspicion>,
+    by_key: BTreeMap<u64, Suspicion>,
     /// (deadline, key) of every entry of `by_key`.
     timers: BTreeSet<(Instant, u64)>,
 }
