@@ -1,5 +1,11 @@
 //! The membership lifecycle: applying alive, suspect, dead and left rumors
-//! by incarnation precedence, refuting rumors about ourselves, and leaving.
+//! by incarnation precedence (opening and closing suspicions, filling the
+//! dead table), refuting rumors about ourselves, telling nodes we hold
+//! them dead, removing members after their dead retention, and leaving.
+//!
+//! An `impl Engine` room: a status change touches the member table, the
+//! suspicions, the dead and removed tables, the rumor queue, the events
+//! and the outbox at once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -328,7 +334,7 @@ impl Engine {
     /// The shortest and longest suspicion timeouts at the current size
     /// (Lifeguard: `suspicion_mult · log10(N)` probe intervals, stretched
     /// up to `suspicion_max_mult` times for a lone suspector).
-    fn suspicion_bounds(&self) -> (Duration, Duration) {
+    pub(super) fn suspicion_bounds(&self) -> (Duration, Duration) {
         let n = self.members.len().max(1) as f64;
         let min = self
             .config
@@ -399,40 +405,4 @@ fn confirms(state: MemberState, incarnation: u64, cur: MemberStatus, inc: u64) -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use MemberState as S;
-    use MemberStatus as M;
-
-    #[test]
-    fn precedence_follows_incarnations() {
-        // (rumor, its incarnation, record, record's incarnation, supersedes)
-        let cases = [
-            (S::Alive, 2, M::Suspect, 1, true),
-            (S::Alive, 1, M::Suspect, 1, false),
-            (S::Alive, 2, M::Left, 1, true),
-            (S::Suspect, 1, M::Alive, 1, true),
-            (S::Suspect, 1, M::Suspect, 1, false),
-            (S::Suspect, 2, M::Suspect, 1, true),
-            (S::Suspect, 2, M::Left, 1, false),
-            (S::Suspect, 0, M::Alive, 1, false),
-            (S::Dead, 1, M::Suspect, 1, true),
-            (S::Dead, 1, M::Dead, 1, false),
-            (S::Dead, 0, M::Alive, 1, false),
-            (S::Left, 1, M::Dead, 1, true),
-            (S::Left, 0, M::Alive, 1, false),
-            (S::Left, 3, M::Left, 1, false),
-        ];
-        for (state, inc, cur, cur_inc, want) in cases {
-            assert_eq!(
-                supersedes(state, inc, cur, cur_inc),
-                want,
-                "{state:?}@{inc} over {cur:?}@{cur_inc}"
-            );
-        }
-        // A repeat of the suspicion we hold is a confirmation, not news.
-        assert!(confirms(S::Suspect, 1, M::Suspect, 1));
-        assert!(!confirms(S::Suspect, 2, M::Suspect, 1));
-        assert!(!confirms(S::Dead, 1, M::Suspect, 1));
-    }
-}
+mod tests;

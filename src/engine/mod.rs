@@ -2,6 +2,35 @@
 //! and Scuttlebutt reconciliation. It performs no I/O and reads no clock:
 //! time comes with every call and randomness from a seeded RNG, so the same
 //! inputs give the same outputs (which is what makes the simulator exact).
+//!
+//! # Rooms
+//!
+//! [`Engine`] (this file) wires the rooms together: the public API, the
+//! input dispatcher (`handle_packet` → one handler per message kind), the
+//! timer table and the output queues. Four rooms extend `Engine` because
+//! each exchange they run touches several others' state: `reconcile`
+//! (Scuttlebutt), `push` (fresh versions along the broadcast tree),
+//! `probe` (SWIM) and `lifecycle` (membership changes). Every other file
+//! owns one piece of state behind its own methods and imports no room:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `outbox` | packing under the budget, every byte-size constant, the send queue |
+//! | `timer` | one deadline per kind of timer |
+//! | `membership` | the member table, its indexes, the fingerprint, the broadcast tree's ring |
+//! | `state` | one node's versioned key-value state and its deltas |
+//! | `digest` | digest pages and their lines |
+//! | `rumor` | the piggybacked rumor queues |
+//! | `suspicion` | Lifeguard suspicions and their deadlines |
+//! | `dead`, `removed` | members held dead (retries), members removed (stale-news guard, reconnects) |
+//! | `reconnect` | drawing one reconnect candidate |
+//! | `broadcast` | user broadcast ids and dedup |
+//! | `phi` | round-trip times and the phi-accrual timeout |
+//! | `observation` | measurements for the owner's histograms |
+//! | `msg` | message builders, status ↔ wire conversions |
+//! | `node_id`, `event`, `metrics` | identities, events, counters |
+//!
+//! `docs/ARCHITECTURE.md` draws who calls whom.
 
 mod broadcast;
 mod dead;

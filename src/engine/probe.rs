@@ -8,6 +8,10 @@
 //! answer with a nack. Still nothing by the end of the period → the member
 //! becomes *suspect*; it is declared *dead* when its Lifeguard suspicion
 //! timeout ends, unless it refutes by raising its incarnation.
+//!
+//! [`Swim`] owns the detector's state; the `impl Engine` part sends the
+//! probes through the outbox and hands its conclusions (suspect, dead) to
+//! the membership lifecycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

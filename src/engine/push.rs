@@ -14,6 +14,11 @@
 //!   everywhere) and give every member several chances.
 //!
 //! Whatever both miss, anti-entropy repairs.
+//!
+//! [`Pushes`] owns the room's state (the fresh changes, the batching
+//! deadline, the pending tree pushes and their retry schedule); the
+//! `impl Engine` part builds the deltas from the member table and sends
+//! through the outbox.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -1,6 +1,12 @@
 //! Scuttlebutt reconciliation: Syn (digest) -> SynAck (digest + deltas) ->
 //! Ack (deltas), with a bounded follow-up when a SynAck shows the opener is
-//! behind on nodes its own digest page did not mention.
+//! behind on nodes its own digest page did not mention; the liveness each
+//! digest line carries is merged into the membership lifecycle.
+//!
+//! Its own state is small ([`Reconciler`]: the digest cursor and the last
+//! sign of divergence); the exchange itself is an `impl Engine` room,
+//! because applying deltas reaches every member's state, the events, the
+//! pushes (fresh versions are forwarded) and the lifecycle.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -10,18 +10,7 @@
 //! rotation needs: is it safe to switch primary, is it safe to remove the
 //! old key (see [`ClusterKeys`]).
 //!
-//! # The `__sw.keys` value
-//!
-//! ```text
-//! byte 0        format version, 0x01
-//! bytes 1..9    id of the primary key (8 bytes, as in a frame header)
-//! bytes 9..     ids of the other installed keys, 8 bytes each, oldest first
-//! ```
-//!
-//! So a node holding one key publishes 9 bytes, and each further key adds 8.
-//! A value that is empty, has another version byte, or whose length is not
-//! `1 + 8·n` with `n ≥ 1` is treated as "publishes no keys": it comes from
-//! the network and is never trusted to be well formed.
+//! The value's format is documented once, on [`KEYS_STATE_KEY`].
 //!
 //! # When the value changes
 //!
@@ -49,8 +38,10 @@ use crate::transport::EncryptedStats;
 /// bytes 9..     ids of the other installed keys, 8 bytes each, oldest first
 /// ```
 ///
-/// A value that is empty, has another version byte, or whose length is not
-/// `1 + 8·n` with `n ≥ 1` counts as "publishes no keys".
+/// So a node holding one key publishes 9 bytes, and each further key adds
+/// 8. A value that is empty, has another version byte, or whose length is
+/// not `1 + 8·n` with `n ≥ 1` counts as "publishes no keys": it comes from
+/// the network and is never trusted to be well formed.
 pub const KEYS_STATE_KEY: &str = "__sw.keys";
 
 /// First byte of a version-1 `__sw.keys` value.
