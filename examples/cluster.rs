@@ -102,7 +102,7 @@ async fn write_and_wait(
         let (owner, key) = (writer_name.clone(), key.clone());
         watchers.push(tokio::spawn(async move {
             while let Some(ev) = events.next().await {
-                if let Event::KeySet { node, key: k, .. } = ev {
+                if let Ok(Event::KeySet { node, key: k, .. }) = ev {
                     if node.name == owner && k == key {
                         return Some((name, Instant::now()));
                     }

@@ -176,4 +176,4 @@ pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use engine::{BroadcastError, Engine, Event, Member, MemberStatus, NodeId, SetError};
-pub use node::{Entries, Node, NodeBuilder, NodeError};
+pub use node::{Entries, Lagged, Node, NodeBuilder, NodeError};

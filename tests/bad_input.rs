@@ -352,7 +352,8 @@ async fn valid_but_absurd_packets_change_nothing() {
         let event = tokio::time::timeout(PATIENCE, events.next())
             .await
             .expect("an event")
-            .expect("stream open");
+            .expect("stream open")
+            .expect("no lag");
         match &event {
             scuttlewire::Event::KeySet { key, .. } if key == "next" => break,
             scuttlewire::Event::KeySet { .. } | scuttlewire::Event::KeyDeleted { .. } => {

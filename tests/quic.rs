@@ -451,7 +451,8 @@ async fn verdict_on(
     loop {
         let event = tokio::time::timeout_at(deadline, events.next())
             .await
-            .ok()??;
+            .ok()??
+            .expect("the test subscriber lagged");
         if let Event::MemberStatus { node, status } = event {
             if node.name == name && matches!(status, MemberStatus::Left | MemberStatus::Dead) {
                 return Some(status);
