@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
-use scuttlewire::wire::{self, Limits, proto};
+use scuttlewire::__private::wire::{self, Limits, proto};
 use scuttlewire::{Config, Engine, NodeId};
 
 /// Counts live heap bytes so memory per member can be measured.

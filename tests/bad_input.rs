@@ -11,12 +11,13 @@ use std::time::Duration;
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use scuttlewire::__private::seal::Sealer;
+use scuttlewire::__private::wire::proto::{self, message::Kind};
+use scuttlewire::__private::wire::{self, PROTOCOL_VERSION};
 use scuttlewire::engine::Drops;
 use scuttlewire::node::NodeMetrics;
-use scuttlewire::seal::{Cipher, Key, Keyring, Sealer};
+use scuttlewire::seal::{Cipher, Key, Keyring};
 use scuttlewire::transport::EncryptionConfig;
-use scuttlewire::wire::proto::{self, message::Kind};
-use scuttlewire::wire::{self, PROTOCOL_VERSION};
 use scuttlewire::{Config, Node, NodeId};
 use tokio::net::UdpSocket;
 

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use scuttlewire::__private::wire::{self, proto};
 use scuttlewire::Config;
 use scuttlewire::engine::{Engine, NodeId};
-use scuttlewire::wire::{self, proto};
 
 fn pid(name: &str, last: u8) -> proto::NodeId {
     proto::NodeId {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use scuttlewire::Config;
 use scuttlewire::engine::{Engine, NodeId};
-use scuttlewire::wire::{self, Limits};
+use scuttlewire::__private::wire::{self, Limits};
 
 const BUDGET: usize = 1_400;
 

@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 
 /// A random 64-bit name one sealer picks for itself at creation (that is,
 /// at every boot) and again whenever its counter reaches
-/// [`REKEY_AFTER`](super::REKEY_AFTER), and carries in every frame. Distinct
+/// [`REKEY_AFTER`](super::frame::REKEY_AFTER), and carries in every frame. Distinct
 /// sessions have distinct subkeys, so counters may restart at zero without
 /// reusing a nonce. Two sessions under one key get the same id only by a
 /// birthday collision: about one chance in 2^64 / n² after n sessions (see
