@@ -10,6 +10,9 @@
 //! cargo run --release --example cluster -- 128 20  # 128 nodes, 20 writes: mean and worst
 //! ```
 
+// The demo reports how long propagation took, in real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

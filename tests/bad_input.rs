@@ -5,6 +5,9 @@
 //! membership and state stay bounded, and it keeps converging with its
 //! honest peers afterwards. Real loopback sockets, bounded polling only.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! Whole nodes (driver task + engine) over the in-memory transport, on
 //! tokio's paused clock: virtual time, no sleeps that can flake.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -56,6 +56,10 @@
 //! * `discovery` — optional multicast LAN discovery ([`Discovery`]): nodes
 //!   announce themselves and take what they hear as seeds.
 
+// Starting a node reads the clock (generation, first instant) and the OS RNG
+// (engine seed); the engine gets all three as arguments.
+#![allow(clippy::disallowed_methods)]
+
 mod advertise;
 mod cluster_keys;
 mod discovery;

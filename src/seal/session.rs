@@ -24,6 +24,9 @@ pub struct SessionId([u8; SESSION_ID_LEN]);
 
 impl SessionId {
     /// A fresh id from the operating system's CSPRNG.
+    // Fresh OS randomness at every boot is what keeps nonces unique across
+    // restarts (docs/SECURITY.md); a seeded RNG passed in could repeat.
+    #[allow(clippy::disallowed_methods)]
     pub(crate) fn random() -> Result<SessionId, getrandom::Error> {
         let mut id = [0u8; SESSION_ID_LEN];
         getrandom::fill(&mut id)?;

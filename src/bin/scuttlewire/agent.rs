@@ -8,6 +8,9 @@
 //! `start` (the earliest moment a handle exists), and the `started` line is
 //! printed before any event line so readers can rely on it coming first.
 
+// The agent's periodic report ticks on the runtime's clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
