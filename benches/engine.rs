@@ -15,6 +15,9 @@
 //! cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+// A bench measures time, and its engines' virtual clock starts at a real instant.
+#![allow(clippy::disallowed_methods)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
-use scuttlewire::wire::{self, Limits, proto};
+use scuttlewire::__private::wire::{self, Limits, proto};
 use scuttlewire::{Config, Engine, NodeId};
 
 /// Counts live heap bytes so memory per member can be measured.

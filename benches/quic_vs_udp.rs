@@ -13,6 +13,9 @@
 //! cargo bench --bench quic_vs_udp -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+// A bench measures time.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

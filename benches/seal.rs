@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use scuttlewire::seal::{Cipher, Key, Keyring, OVERHEAD, Opener, Sealer};
+use scuttlewire::__private::seal::{Opener, Sealer};
+use scuttlewire::seal::{Cipher, Key, Keyring, OVERHEAD};
 use scuttlewire::transport::{Encrypted, EncryptionConfig, Transport, Udp};
 
 const LABEL: &str = "bench";

@@ -10,6 +10,9 @@
 //! cargo run --release --example cluster -- 128 20  # 128 nodes, 20 writes: mean and worst
 //! ```
 
+// The demo reports how long propagation took, in real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -102,7 +105,7 @@ async fn write_and_wait(
         let (owner, key) = (writer_name.clone(), key.clone());
         watchers.push(tokio::spawn(async move {
             while let Some(ev) = events.next().await {
-                if let Event::KeySet { node, key: k, .. } = ev {
+                if let Ok(Event::KeySet { node, key: k, .. }) = ev {
                     if node.name == owner && k == key {
                         return Some((name, Instant::now()));
                     }

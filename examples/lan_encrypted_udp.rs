@@ -23,6 +23,9 @@
 //! prints (`Key::generate()?.to_base64()`), or `openssl rand -base64 32`;
 //! load it on each member with `Key::from_base64` or `Key::from_file`.
 
+// The example times real nodes on real sockets.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,6 +8,9 @@
 //! RUST_LOG=scuttlewire=debug cargo run --example wan_quic   # see handshakes
 //! ```
 
+// The example times real nodes on real sockets.
+#![allow(clippy::disallowed_methods)]
+
 use std::error::Error;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,9 @@
 //! Real sockets and real time: every wait is bounded polling, and what is
 //! asserted is behaviour (who sees what, what was dropped), never timing.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

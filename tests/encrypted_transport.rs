@@ -110,7 +110,7 @@ async fn a_sealed_datagram_round_trips_and_is_not_readable_on_the_wire() {
     assert_eq!(wire.len(), secret.len() + 34);
     assert_eq!(
         wire[0],
-        scuttlewire::seal::first_byte(scuttlewire::seal::Cipher::default())
+        scuttlewire::__private::seal::first_byte(scuttlewire::seal::Cipher::default())
     );
     assert_eq!(&wire[1..5], &ring.primary().hint().to_bytes());
     assert!(

@@ -6,6 +6,8 @@
 //! round-trip histogram; and that a port already taken stops the agent
 //! with an error naming `--metrics-addr`.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
 #![cfg(feature = "agent")]
 
 use std::collections::{BTreeMap, HashMap};

@@ -20,6 +20,8 @@
 //! interval, 1 s, late). Bounds are generous: these are wall-clock waits on
 //! real processes, checking correctness, not speed.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
 #![cfg(all(target_os = "linux", feature = "agent"))]
 
 #[path = "multihost/agent.rs"]

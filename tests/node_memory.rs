@@ -1,6 +1,9 @@
 //! Whole nodes (driver task + engine) over the in-memory transport, on
 //! tokio's paused clock: virtual time, no sleeps that can flake.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -125,6 +128,7 @@ async fn events_report_joins_and_key_changes() {
             .await
             .expect("events did not arrive in time")
             .expect("stream ended")
+            .expect("the test subscriber lagged")
     };
     let (mut joined, mut saw_role, mut saw_load) = (false, false, false);
     while !(joined && saw_role && saw_load) {
@@ -151,7 +155,7 @@ async fn events_report_joins_and_key_changes() {
     b.shutdown().await;
     // After shutdown the stream ends and calls fail cleanly.
     while let Some(ev) = events.next().await {
-        assert!(!matches!(ev, Event::Lagged { .. }));
+        assert!(ev.is_ok(), "{ev:?}");
     }
     assert!(a.events().next().await.is_none());
     assert!(matches!(
@@ -243,7 +247,7 @@ async fn leave_is_reported_as_left_and_broadcasts_arrive_once() {
         let mut broadcasts = 0;
         let mut left = false;
         while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(1), s.next()).await {
-            match ev {
+            match ev.expect("the test subscriber lagged") {
                 Event::Broadcast { origin, payload } => {
                     assert_eq!((origin.as_str(), &payload[..]), ("n0", &b"hello all"[..]));
                     broadcasts += 1;

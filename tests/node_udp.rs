@@ -1,5 +1,8 @@
 //! Nodes on real UDP loopback sockets (127.0.0.1:0, never a fixed port).
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use scuttlewire::{Config, Node};

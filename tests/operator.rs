@@ -7,6 +7,8 @@
 //! Bounds are generous wall-clock waits (other builds share the machine):
 //! the tests check what the commands do, not how fast.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
 #![cfg(all(unix, feature = "agent"))]
 
 #[path = "operator/process.rs"]

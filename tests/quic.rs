@@ -2,6 +2,9 @@
 //! it, peers without a valid certificate refused before anything they send
 //! is delivered, connections re-established after a loss, and the budget.
 
+// Tests drive real nodes in real time: deadlines and timings read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -451,7 +454,8 @@ async fn verdict_on(
     loop {
         let event = tokio::time::timeout_at(deadline, events.next())
             .await
-            .ok()??;
+            .ok()??
+            .expect("the test subscriber lagged");
         if let Event::MemberStatus { node, status } = event {
             if node.name == name && matches!(status, MemberStatus::Left | MemberStatus::Dead) {
                 return Some(status);

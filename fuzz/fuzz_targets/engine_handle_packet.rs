@@ -12,13 +12,16 @@
 //! and every packet it sends must fit its budget and decode.
 #![no_main]
 
+// The engines' virtual clock starts at a real instant.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use scuttlewire::Config;
 use scuttlewire::engine::{Engine, NodeId};
-use scuttlewire::wire::{self, Limits};
+use scuttlewire::__private::wire::{self, Limits};
 
 const BUDGET: usize = 1_400;
 

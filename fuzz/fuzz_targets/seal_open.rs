@@ -12,7 +12,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use scuttlewire::seal::{Cipher, Key, Keyring, OpenError, Opener, Sealer};
+use scuttlewire::__private::seal::{OpenError, Opener, Sealer};
+use scuttlewire::seal::{Cipher, Key, Keyring};
 
 const LABEL: &str = "fuzz";
 

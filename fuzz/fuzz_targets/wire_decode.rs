@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
-use scuttlewire::wire::{self, DecodeError, Limits};
+use scuttlewire::__private::wire::{self, DecodeError, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();

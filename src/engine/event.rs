@@ -48,13 +48,6 @@ pub enum Event {
         /// Version of the deletion in the owner's state.
         version: u64,
     },
-    /// The subscriber fell behind and missed `missed` events (only produced
-    /// by the node's event stream, never by the engine). Re-read what you
-    /// need with `members()` and `get()`.
-    Lagged {
-        /// How many events were skipped.
-        missed: u64,
-    },
     /// A broadcast arrived from `origin`.
     Broadcast {
         /// Name of the node that broadcast it.

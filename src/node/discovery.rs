@@ -42,6 +42,9 @@
 //! second one refuses to start ([`NodeError::Discovery`](super::NodeError::Discovery),
 //! naming `discovery.port`) rather than run deaf to its LAN.
 
+// Discovery is driver-side I/O: its announce timers read the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,7 +12,10 @@
 //! node.set("load", "0.25").await?;
 //! let mut events = node.events();
 //! while let Some(event) = events.next().await {
-//!     println!("{event:?}");
+//!     match event {
+//!         Ok(event) => println!("{event:?}"),
+//!         Err(lagged) => println!("{lagged}: re-read with members() and get()"),
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
@@ -43,7 +46,7 @@
 //! # Layout
 //!
 //! * `driver` — the task that owns the engine and the transport.
-//! * `events` — [`EventStream`].
+//! * `events` — [`EventStream`] and its [`Lagged`] notice.
 //! * `encrypted` — starting a node on an [`Encrypted`](crate::transport::Encrypted)
 //!   transport.
 //! * `keys` — key rotation through the handle and the `__sw.keys` gossip.
@@ -52,6 +55,10 @@
 //!   facade, labelled with the node's name (see `docs/METRICS.md`).
 //! * `discovery` — optional multicast LAN discovery ([`Discovery`]): nodes
 //!   announce themselves and take what they hear as seeds.
+
+// Starting a node reads the clock (generation, first instant) and the OS RNG
+// (engine seed); the engine gets all three as arguments.
+#![allow(clippy::disallowed_methods)]
 
 mod advertise;
 mod cluster_keys;
@@ -73,7 +80,7 @@ use tokio::task::JoinHandle;
 
 pub use cluster_keys::{ClusterKeys, KeyUsage, MemberKeys};
 pub use discovery::{Discovery, DiscoveryStats};
-pub use events::EventStream;
+pub use events::{EventStream, Lagged};
 pub use keys::KEYS_STATE_KEY;
 pub use seeds::check_seed_host;
 
@@ -234,7 +241,7 @@ impl NodeBuilder {
     }
 
     /// How many events a slow subscriber may fall behind before it misses
-    /// some (and gets [`crate::Event::Lagged`]). Default 16,384.
+    /// some (and gets [`Lagged`] from its [`EventStream`]). Default 16,384.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
@@ -507,7 +514,8 @@ impl Node {
             .map_err(|_| NodeError::Closed)
     }
 
-    /// A new stream of events from now on (member joined, key set, ...).
+    /// A new stream of events from now on (member joined, key set, ...),
+    /// with a [`Lagged`] in place of any this subscriber was too slow for.
     /// It ends when the node shuts down (at once, if it already has).
     pub fn events(&self) -> EventStream {
         let rx = match self.inner.events.upgrade() {

@@ -32,7 +32,7 @@ pub(crate) const TAG_LEN: usize = 16;
 /// HKDF `info` prefix; the cipher id follows it.
 const SUBKEY_INFO: &[u8] = b"scuttlewire seal v1";
 
-/// An authenticated cipher a [`Sealer`](super::Sealer) may seal with.
+/// An authenticated cipher an encrypted transport seals with.
 ///
 /// All three take a 256-bit key and produce a 128-bit tag, so they have the
 /// same overhead and the same [`Key`] works with any of them. A receiver

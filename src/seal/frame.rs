@@ -22,12 +22,104 @@
 //! opener tries every installed key whose id starts with the hint (normally
 //! exactly one) and the first whose tag verifies opens the frame.
 
+use super::DropReason;
 use super::cipher::{Cipher, SessionKey};
 use super::key::{KEY_HINT_LEN, Key, KeyHint, KeyId};
 use super::keyring::Keyring;
 use super::replay::ReplayWindow;
 use super::session::{DEFAULT_MAX_SESSIONS, SESSION_ID_LEN, SessionCache, SessionId};
-use super::{OpenError, SealError};
+
+/// Why sealing a datagram failed. Nothing was produced; the sealer's state
+/// is unchanged except where a variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The plaintext is larger than a sealed frame can carry
+    /// (`MAX_FRAME_LEN` minus [`OVERHEAD`]).
+    #[error("plaintext of {len} bytes exceeds the sealing limit of {max} bytes")]
+    TooLarge {
+        /// Size of the refused plaintext.
+        len: usize,
+        /// The largest plaintext that can be sealed.
+        max: usize,
+    },
+    /// The operating system's random number generator failed while picking a
+    /// session id. Without a fresh session id the sealer cannot guarantee
+    /// unique nonces, so it refuses to seal.
+    #[error("operating system random number generator failed: {0}")]
+    Rng(getrandom::Error),
+    /// Deriving or using the session subkey failed inside the cryptographic
+    /// library. Not expected to happen; reported rather than panicking.
+    #[error("cryptographic primitive failed")]
+    Crypto,
+}
+
+/// Why an inbound datagram was dropped by [`Opener::open`].
+///
+/// Every variant means the datagram was discarded and the opener's state
+/// (sessions, replay windows) did not change, except that a frame which
+/// authenticated may have refreshed its session's position in the cache.
+/// [`OpenError::reason`] groups the variants into the buckets a node counts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// Shorter than a header plus a tag (this includes the empty datagram).
+    #[error("frame of {len} bytes is shorter than the {OVERHEAD}-byte minimum")]
+    TooShort {
+        /// Length of the datagram.
+        len: usize,
+    },
+    /// Longer than any datagram a transport may carry (`MAX_FRAME_LEN`).
+    #[error("frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte maximum")]
+    TooLarge {
+        /// Length of the datagram.
+        len: usize,
+    },
+    /// The first byte's high nibble is not `VERSION_V1`'s and the byte is
+    /// not the plaintext marker: a frame version this build does not know,
+    /// or garbage. Carries the whole first byte.
+    #[error("unsupported frame version byte {0:#04x}")]
+    UnsupportedVersion(u8),
+    /// The first byte is a version-1 byte, but its low nibble names no
+    /// cipher this build supports. Carries the low nibble.
+    #[error("unknown cipher id {0}")]
+    UnknownCipher(u8),
+    /// The datagram is a plaintext wire packet (first byte
+    /// `PLAINTEXT_FIRST_BYTE`) and plaintext is not accepted.
+    #[error("plaintext datagram refused")]
+    Plaintext,
+    /// No installed key's id starts with the key hint in the header (the
+    /// key was never installed, or was already removed). Carries the hint,
+    /// the first 4 bytes of the sealing key's [`KeyId`].
+    #[error("no installed key has an id starting with {0}")]
+    UnknownKey(KeyHint),
+    /// The tag did not verify under any installed key matching the key
+    /// hint: the frame was altered, sealed under another key whose id
+    /// shares the hint, or sealed for another cluster label.
+    #[error("authentication failed")]
+    Auth,
+    /// The frame authenticated but its counter was already seen in this
+    /// session, or is older than the replay window.
+    #[error("replayed or too old (counter {counter})")]
+    Replay {
+        /// The frame's counter.
+        counter: u64,
+    },
+}
+
+impl OpenError {
+    /// The counting bucket this drop belongs to.
+    pub fn reason(&self) -> DropReason {
+        match self {
+            OpenError::TooShort { .. }
+            | OpenError::TooLarge { .. }
+            | OpenError::UnsupportedVersion(_)
+            | OpenError::UnknownCipher(_) => DropReason::Malformed,
+            OpenError::Plaintext => DropReason::PlaintextRefused,
+            OpenError::UnknownKey(_) => DropReason::UnknownKey,
+            OpenError::Auth => DropReason::Auth,
+            OpenError::Replay { .. } => DropReason::Replay,
+        }
+    }
+}
 
 /// High nibble of the first byte of every version-1 sealed frame; the low
 /// nibble is the cipher id (see [`first_byte`]).
@@ -76,7 +168,7 @@ const SESSION_AT: usize = HINT_AT + KEY_HINT_LEN;
 const COUNTER_AT: usize = SESSION_AT + SESSION_ID_LEN;
 
 /// The first byte of a version-1 frame sealed with `cipher`:
-/// [`VERSION_V1`] | [`Cipher::wire_id`] (`0xC1`, `0xC2` or `0xC3`).
+/// `VERSION_V1` | `Cipher::wire_id` (`0xC1`, `0xC2` or `0xC3`).
 pub const fn first_byte(cipher: Cipher) -> u8 {
     VERSION_V1 | cipher.wire_id()
 }

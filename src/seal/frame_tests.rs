@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 
 use super::*;
+use crate::seal::DropReason;
 use crate::seal::key::keys_sharing_a_hint;
-use crate::seal::{DropReason, REPLAY_WINDOW};
+use crate::seal::replay::REPLAY_WINDOW;
 
 const LABEL: &str = "test-cluster";
 

@@ -89,6 +89,8 @@ impl Key {
     /// let text = key.to_base64(); // give this to every member, secretly
     /// # Ok::<(), scuttlewire::seal::KeyError>(())
     /// ```
+    // A key generator must draw from the OS CSPRNG: nothing else is secret.
+    #[allow(clippy::disallowed_methods)]
     pub fn generate() -> Result<Key, KeyError> {
         let mut bytes = [0u8; KEY_LEN];
         getrandom::fill(&mut bytes).map_err(KeyError::Rng)?;

@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 
 /// A random 64-bit name one sealer picks for itself at creation (that is,
 /// at every boot) and again whenever its counter reaches
-/// [`REKEY_AFTER`](super::REKEY_AFTER), and carries in every frame. Distinct
+/// [`REKEY_AFTER`](super::frame::REKEY_AFTER), and carries in every frame. Distinct
 /// sessions have distinct subkeys, so counters may restart at zero without
 /// reusing a nonce. Two sessions under one key get the same id only by a
 /// birthday collision: about one chance in 2^64 / n² after n sessions (see
@@ -24,6 +24,9 @@ pub struct SessionId([u8; SESSION_ID_LEN]);
 
 impl SessionId {
     /// A fresh id from the operating system's CSPRNG.
+    // Fresh OS randomness at every boot is what keeps nonces unique across
+    // restarts (docs/SECURITY.md); a seeded RNG passed in could repeat.
+    #[allow(clippy::disallowed_methods)]
     pub(crate) fn random() -> Result<SessionId, getrandom::Error> {
         let mut id = [0u8; SESSION_ID_LEN];
         getrandom::fill(&mut id)?;

@@ -18,6 +18,9 @@
 //! the same seed and the same sequence of sends the same datagrams are lost
 //! and duplicated (delays still race with the clock).
 
+// Delays and reordering are real time on a real socket: the transport reads the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;

@@ -53,7 +53,7 @@ pub struct EncryptionConfig {
     pub accept_plaintext: bool,
     /// How many sender sessions the replay protection remembers, at least 2.
     /// Each costs under a kilobyte; a cluster needs about one per member
-    /// per key. Default: [`DEFAULT_MAX_SESSIONS`] (4096).
+    /// per key. Default: 4096.
     pub max_sessions: usize,
 }
 

@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+// Deadlines for real nodes read the (tokio) clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use scuttlewire::Node;

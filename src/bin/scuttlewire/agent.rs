@@ -8,6 +8,9 @@
 //! `start` (the earliest moment a handle exists), and the `started` line is
 //! printed before any event line so readers can rely on it coming first.
 
+// The agent's periodic report ticks on the runtime's clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,7 +55,7 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
             name = signals.next() => break Stop::Signal(name),
             writer = leave_requested(&mut control) => break Stop::Command(writer),
             event = events.next() => match event {
-                Some(event) => out.print(&output::event(&event)),
+                Some(item) => out.print(&output::stream_item(&item)),
                 // The driver stopped by itself (its transport closed):
                 // there is nobody left to tell.
                 None => return Err(Failure::runtime("the node stopped unexpectedly (transport closed)")),

@@ -259,8 +259,8 @@ async fn monitor(mut reader: LineReader, mut writer: LineWriter, node: &Node) {
     loop {
         tokio::select! {
             event = events.next() => {
-                let Some(event) = event else { return };
-                let line = output::event(&event).to_json(output::now_ms());
+                let Some(item) = event else { return };
+                let line = output::stream_item(&item).to_json(output::now_ms());
                 if writer.write_line(&line).await.is_err() {
                     return;
                 }

@@ -8,11 +8,14 @@
 //! would sort the keys). Scripts and the multi-host test parse these lines:
 //! field names are a contract.
 
+// Event lines carry the wall-clock time they were printed at.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use scuttlewire::node::{DiscoveryStats, NodeMetrics};
-use scuttlewire::{Event, Member, MemberStatus, NodeId};
+use scuttlewire::{Event, Lagged, Member, MemberStatus, NodeId};
 use serde_json::{Value, json};
 
 /// One output line before rendering.
@@ -163,6 +166,15 @@ pub fn started(id: &NodeId, transport: &str, cluster: &str) -> Line {
         .with("cluster", cluster)
 }
 
+/// A line for one item of the node's event stream: the event, or a
+/// `lagged` line saying how many events this subscriber missed.
+pub fn stream_item(item: &Result<Event, Lagged>) -> Line {
+    match item {
+        Ok(e) => event(e),
+        Err(Lagged { missed }) => Line::new("lagged").with("missed", *missed),
+    }
+}
+
 /// A line for one library event.
 pub fn event(event: &Event) -> Line {
     match event {
@@ -193,7 +205,6 @@ pub fn event(event: &Event) -> Line {
         Event::Broadcast { origin, payload } => Line::new("broadcast")
             .with("origin", origin.as_str())
             .with("payload", String::from_utf8_lossy(payload)),
-        Event::Lagged { missed } => Line::new("lagged").with("missed", *missed),
         // An event this agent does not know yet (the enum is
         // non-exhaustive): shown, not lost.
         other => Line::new("other").with("debug", format!("{other:?}")),
@@ -458,6 +469,16 @@ mod tests {
         assert!(
             line.to_human(0)
                 .ends_with(r#"broadcast a payload="hello world""#)
+        );
+    }
+
+    #[test]
+    fn a_lag_becomes_a_lagged_line_with_the_count() {
+        let line = stream_item(&Err(Lagged { missed: 12 }));
+        let v = parse(&line);
+        assert_eq!(
+            (v["event"].as_str(), v["missed"].as_u64()),
+            (Some("lagged"), Some(12))
         );
     }
 }

@@ -22,6 +22,9 @@
 //! queues are dropped when the endpoint closes, so a graceful close first
 //! waits for them to drain ([`Shared::flush`]).
 
+// Dial back-off and connection ages are transport-side: the transport reads the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
