@@ -7,6 +7,8 @@ mod broadcast;
 mod digest;
 mod event;
 mod gossip;
+#[cfg(any(test, feature = "sim"))]
+pub(crate) mod harness;
 mod lifecycle;
 mod membership;
 mod metrics;

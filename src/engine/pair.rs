@@ -1,57 +1,42 @@
-//! Two engines wired together by hand on an explicit clock: the setup of
-//! the engine tests that drop or deliver single datagrams (pushes, probes).
+//! Two loose engines on an explicit clock, for tests that hold `a` and `b`
+//! by value rather than a [`Harness`]: thin conveniences over the harness
+//! and its pump. New tests should use [`Harness`] (its
+//! [`pair`](Harness::pair) gives the same two engines).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{Engine, NodeId, Transmit};
+use super::harness::{self, Harness};
+use super::{Engine, Transmit};
 use crate::Config;
-
-/// Address of test node `i` (a is 1, b is 2).
-pub(super) fn addr(i: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7946)
-}
 
 /// Engines `a` and `b` running `config`, `b` seeded with `a`, run in steps
 /// of `step` until they know each other; returns them and the clock.
 pub(super) fn meet(config: &Config, step: Duration) -> (Engine, Engine, Instant) {
-    let mut now = Instant::now();
-    let mut a = Engine::new(config.clone(), NodeId::new("a", 1, addr(1)), 1400, 1, now).unwrap();
-    let mut b = Engine::new(config.clone(), NodeId::new("b", 1, addr(2)), 1400, 2, now).unwrap();
-    b.add_seeds([addr(1)]);
-    for _ in 0..200 {
-        now += step;
-        for e in [&mut a, &mut b] {
-            if e.poll_timeout() <= now {
-                e.handle_timeout(now);
-            }
-        }
-        shuttle(&mut a, &mut b, now);
-        if a.member_count() == 2 && b.member_count() == 2 {
-            return (a, b, now);
-        }
-    }
-    panic!("the two engines never met");
+    let mut h = Harness::pair(config.clone(), step);
+    let b = h.nodes.pop().expect("b");
+    let a = h.nodes.pop().expect("a");
+    (a, b, h.now)
 }
 
-/// Everything `e` has queued to send.
+/// Everything `e` has queued to send (its events are dropped).
 pub(super) fn drain(e: &mut Engine) -> Vec<Transmit> {
-    std::iter::from_fn(|| e.poll_transmit()).collect()
+    harness::drain(e, drop).transmits
 }
 
-/// Delivers every pending datagram between `a` and `b`, both ways, until
-/// both are quiet.
+/// Delivers every pending datagram between `a` and `b`, both ways, in the
+/// harness's rounds, until both are quiet.
 pub(super) fn shuttle(a: &mut Engine, b: &mut Engine, now: Instant) {
+    let (from_a, from_b) = (a.local_id().addr, b.local_id().addr);
     loop {
-        let (from_a, from_b) = (drain(a), drain(b));
-        if from_a.is_empty() && from_b.is_empty() {
+        let (to_b, to_a) = (drain(a), drain(b));
+        if to_b.is_empty() && to_a.is_empty() {
             return;
         }
-        for t in from_a {
-            b.handle_packet(now, addr(1), &t.payload);
+        for t in to_b {
+            b.handle_packet(now, from_a, &t.payload);
         }
-        for t in from_b {
-            a.handle_packet(now, addr(2), &t.payload);
+        for t in to_a {
+            a.handle_packet(now, from_b, &t.payload);
         }
     }
 }
