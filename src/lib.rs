@@ -167,17 +167,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-// The engine's unit tests start their virtual clocks at `Instant::now()`.
-// The lint still holds for the engine itself: clippy checks the library
-// without `cfg(test)` too. (To narrow to the test modules inside engine/.)
-#[cfg_attr(test, allow(clippy::disallowed_methods))]
 pub mod engine;
 pub mod node;
 pub mod seal;
-// The simulator's virtual clock needs a real `Instant` as its origin (in
-// `Sim::new`; to narrow to that function inside sim/).
 #[cfg(feature = "sim")]
-#[allow(clippy::disallowed_methods)]
 pub mod sim;
 pub mod transport;
 mod wire;

@@ -36,6 +36,8 @@ mod broadcast;
 mod dead;
 mod digest;
 mod event;
+#[cfg(any(test, feature = "sim"))]
+pub(crate) mod harness;
 mod lifecycle;
 mod membership;
 mod metrics;
@@ -43,8 +45,6 @@ mod msg;
 mod node_id;
 mod observation;
 mod outbox;
-#[cfg(test)]
-mod pair;
 mod phi;
 mod probe;
 mod push;

@@ -1,15 +1,17 @@
-//! Engine-level tests, driven by hand on an explicit clock: a tiny router
-//! passes every `poll_transmit()` datagram to the addressed engine's
-//! `handle_packet`, checking each against the budget on the way.
+//! Engine-level tests, driven by hand on an explicit clock through the
+//! [`Harness`]: its router passes every `poll_transmit()` datagram to the
+//! addressed engine's `handle_packet`, checking each against the budget on
+//! the way.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message as _;
 
+use super::harness::{Harness, addr, id, origin};
 use super::*;
 use crate::wire::proto::message::Kind;
 
@@ -26,136 +28,10 @@ fn config() -> Config {
     }
 }
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), 7946)
-}
-
-fn id(i: usize, generation: u64) -> NodeId {
-    NodeId::new(format!("n{i}"), generation, addr(i))
-}
-
-/// Engines wired together by hand.
-struct Net {
-    now: Instant,
-    budget: usize,
-    nodes: Vec<Engine>,
-    events: Vec<Vec<Event>>,
-    /// Nodes whose datagrams, both ways, are lost.
-    isolated: HashSet<usize>,
-    /// Where datagrams to an address no engine has go (for synthetic
-    /// nodes held only by node 0); otherwise they are lost.
-    fallback: Option<usize>,
-    /// Every datagram sent: (sender index, datagram).
-    log: Vec<(usize, Transmit)>,
-}
-
-impl Net {
-    fn new(n: usize, budget: usize) -> Net {
-        let mut net = Net {
-            now: Instant::now(),
-            budget,
-            nodes: Vec::new(),
-            events: Vec::new(),
-            isolated: HashSet::new(),
-            fallback: None,
-            log: Vec::new(),
-        };
-        for i in 0..n {
-            net.add(i.saturating_sub(1));
-        }
-        net
-    }
-
-    /// Adds node `n{len}` seeded with node `seed`; returns its index.
-    fn add(&mut self, seed: usize) -> usize {
-        let i = self.nodes.len();
-        let mut e = Engine::new(config(), id(i, 1), self.budget, i as u64, self.now).unwrap();
-        if i > 0 {
-            e.add_seeds([addr(seed)]);
-        }
-        self.nodes.push(e);
-        self.events.push(Vec::new());
-        i
-    }
-
-    fn index(&self, to: SocketAddr) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|e| e.local_id().addr == to)
-            .or(self.fallback)
-    }
-
-    /// Delivers datagrams until no engine has anything left to send.
-    fn deliver(&mut self) {
-        for _ in 0..100_000 {
-            let mut any = false;
-            for i in 0..self.nodes.len() {
-                let mut out = Vec::new();
-                while let Some(t) = self.nodes[i].poll_transmit() {
-                    assert!(
-                        t.payload.len() <= self.budget,
-                        "n{i} sent {} bytes over a {}-byte budget",
-                        t.payload.len(),
-                        self.budget
-                    );
-                    out.push(t);
-                }
-                while let Some(e) = self.nodes[i].poll_event() {
-                    self.events[i].push(e);
-                }
-                for t in out {
-                    any = true;
-                    self.log.push((i, t.clone()));
-                    let Some(j) = self.index(t.to) else { continue };
-                    if self.isolated.contains(&i) || self.isolated.contains(&j) {
-                        continue;
-                    }
-                    let from = self.nodes[i].local_id().addr;
-                    self.nodes[j].handle_packet(self.now, from, &t.payload);
-                }
-            }
-            if !any {
-                return;
-            }
-        }
-        panic!("the engines never went quiet");
-    }
-
-    /// Moves the clock by `d`, runs due timers, delivers.
-    fn step(&mut self, d: Duration) {
-        self.now += d;
-        for e in &mut self.nodes {
-            if e.poll_timeout() <= self.now {
-                e.handle_timeout(self.now);
-            }
-        }
-        self.deliver();
-    }
-
-    /// Runs in 10 ms steps until `done` or `limit` of virtual time.
-    fn run_until(&mut self, limit: Duration, done: impl Fn(&Net) -> bool) -> bool {
-        let end = self.now + limit;
-        while self.now < end {
-            self.step(Duration::from_millis(10));
-            if done(self) {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        self.run_until(d, |_| false);
-    }
-
-    /// Whether every engine holds every engine's live state as its owner.
-    fn converged(&self) -> bool {
-        self.nodes.iter().all(|owner| {
-            let name = &owner.local_id().name;
-            let truth = owner.entries(name);
-            self.nodes.iter().all(|e| e.entries(name) == truth)
-        })
-    }
+/// `n` nodes running [`config`] under `budget`, each seeded with the one
+/// before it.
+fn net(n: usize, budget: usize) -> Harness {
+    Harness::new(n, config(), budget)
 }
 
 fn key_sets<'a>(events: &'a [Event], owner: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -179,7 +55,7 @@ fn key_deletes<'a>(events: &'a [Event], owner: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn two_engines_reconcile() {
-    let mut net = Net::new(2, 1400);
+    let mut net = net(2, 1400);
     for i in 0..30 {
         net.nodes[0]
             .set(&format!("a{i}"), format!("value {i}"))
@@ -188,7 +64,7 @@ fn two_engines_reconcile() {
     for i in 0..3 {
         net.nodes[1].set(&format!("b{i}"), "x").unwrap();
     }
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     assert_eq!(net.nodes[1].entries("n0").unwrap().len(), 30);
     // The receiver heard of the node once and of each key once.
     let joined: Vec<_> = net.events[1]
@@ -203,7 +79,7 @@ fn two_engines_reconcile() {
     assert_eq!(net.nodes[0].fingerprint(), net.nodes[1].fingerprint());
     // Later writes follow.
     net.nodes[1].set("b0", "changed").unwrap();
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     assert_eq!(
         net.nodes[0].get("n1", "b0"),
         Some(Bytes::from_static(b"changed"))
@@ -213,20 +89,20 @@ fn two_engines_reconcile() {
 #[test]
 fn three_engines_reconcile_through_a_chain_of_seeds() {
     // n1 knows n0, n2 knows n1: n0 and n2 meet through n1.
-    let mut net = Net::new(3, 1400);
+    let mut net = net(3, 1400);
     for (i, e) in net.nodes.iter_mut().enumerate() {
         for k in 0..10 {
             e.set(&format!("k{k}"), format!("n{i}-{k}")).unwrap();
         }
     }
-    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     for e in &net.nodes {
         assert_eq!(e.member_count(), 3);
     }
     let now = net.now;
     net.nodes[2].delete(now, "k3").unwrap();
     net.nodes[0].set("k4", "again").unwrap();
-    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     assert_eq!(net.nodes[0].get("n2", "k3"), None);
     assert_eq!(key_deletes(&net.events[0], "n2"), ["k3"]);
     assert_eq!(
@@ -238,13 +114,13 @@ fn three_engines_reconcile_through_a_chain_of_seeds() {
 #[test]
 fn a_small_budget_pages_the_state_and_is_never_exceeded() {
     let budget = 300;
-    let mut net = Net::new(3, budget);
+    let mut net = net(3, budget);
     for i in 0..60 {
         net.nodes[0]
             .set(&format!("key-{i}"), vec![i as u8; 60])
             .unwrap();
     }
-    assert!(net.run_until(Duration::from_secs(30), Net::converged));
+    assert!(net.run_until(Duration::from_secs(30), Harness::converged));
     // Every datagram was checked on the way; the state needed many.
     assert!(net.log.len() > 20);
     for e in &net.nodes {
@@ -256,9 +132,9 @@ fn a_small_budget_pages_the_state_and_is_never_exceeded() {
 
 #[test]
 fn a_new_generation_replaces_the_old_and_stale_packets_cannot_resurrect_it() {
-    let mut net = Net::new(2, 1400);
+    let mut net = net(2, 1400);
     net.nodes[0].set("old", "1").unwrap();
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     let gen1: Vec<Bytes> = net
         .log
         .iter()
@@ -321,14 +197,14 @@ fn tombstones_of_n0(e: &Engine) -> (bool, u64) {
 
 #[test]
 fn tombstones_spread_and_are_collected_after_the_grace_period() {
-    let mut net = Net::new(3, 1400);
+    let mut net = net(3, 1400);
     net.nodes[0].set("doomed", "1").unwrap();
     net.nodes[0].set("kept", "1").unwrap();
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     let now = net.now;
     let version = net.nodes[0].delete(now, "doomed").unwrap();
     assert_eq!(net.nodes[0].delete(now, "doomed"), None);
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     for i in 1..3 {
         assert_eq!(key_deletes(&net.events[i], "n0"), ["doomed"]);
         assert_eq!(net.nodes[i].get("n0", "doomed"), None);
@@ -343,7 +219,7 @@ fn tombstones_spread_and_are_collected_after_the_grace_period() {
     assert!(net.converged());
     // A newcomer gets the live state and never hears of the deleted key.
     let d = net.add(1);
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     assert!(!key_sets(&net.events[d], "n0").any(|k| k == "doomed"));
     let k = net.nodes[d].members.by_name("n0").unwrap();
     assert_eq!(
@@ -359,11 +235,11 @@ fn tombstones_spread_and_are_collected_after_the_grace_period() {
 
 #[test]
 fn a_peer_that_missed_collected_deletions_is_reset() {
-    let mut net = Net::new(3, 1400);
+    let mut net = net(3, 1400);
     for i in 0..8 {
         net.nodes[0].set(&format!("k{i}"), "v").unwrap();
     }
-    assert!(net.run_until(Duration::from_secs(5), Net::converged));
+    assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     net.isolated.insert(2);
     let now = net.now;
     net.nodes[0].delete(now, "k2").unwrap();
@@ -374,7 +250,7 @@ fn a_peer_that_missed_collected_deletions_is_reset() {
     assert!(gc > 8, "the deletions were collected at n0");
     assert!(net.nodes[2].get("n0", "k2").is_some(), "n2 heard nothing");
     net.isolated.clear();
-    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     // It was the reset path: n2 got n0's state again from version 0.
     let reset = net.log.iter().any(|(_, t)| {
         t.to == addr(2)
@@ -404,7 +280,7 @@ fn a_peer_that_missed_collected_deletions_is_reset() {
 
 #[test]
 fn set_refuses_what_could_never_be_gossiped_and_changes_nothing() {
-    let now = Instant::now();
+    let now = origin();
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
     let fp = e.fingerprint();
     let long_key = "k".repeat(config().max_key_len + 1);
@@ -444,12 +320,12 @@ fn largest_value(e: &mut Engine) -> usize {
 #[test]
 fn the_largest_entry_set_accepts_is_gossiped() {
     for budget in [400, 1400] {
-        let mut net = Net::new(3, budget);
+        let mut net = net(3, budget);
         let biggest = largest_value(&mut net.nodes[0]);
         assert!(biggest > budget / 2, "{biggest} of {budget}");
         net.nodes[0].set("big", vec![7u8; biggest]).unwrap();
         assert!(
-            net.run_until(Duration::from_secs(10), Net::converged),
+            net.run_until(Duration::from_secs(10), Harness::converged),
             "budget {budget}: an accepted entry of {biggest} bytes did not spread"
         );
         assert_eq!(
@@ -501,7 +377,7 @@ fn ack(deltas: Vec<proto::NodeDelta>) -> Kind {
 
 #[test]
 fn garbage_other_clusters_and_claims_about_us_are_dropped_and_counted() {
-    let now = Instant::now();
+    let now = origin();
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
     e.set("mine", "1").unwrap();
     let mine = e.entries("n0");
@@ -594,7 +470,7 @@ proptest! {
     fn arbitrary_bytes_never_panic_the_engine(
         datagrams in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..6),
     ) {
-        let now = Instant::now();
+        let now = origin();
         let mut e = engine_with_a_peer(now);
         for (i, bytes) in datagrams.iter().enumerate() {
             e.handle_packet(now + Duration::from_millis(i as u64), addr(1), bytes);
@@ -611,7 +487,7 @@ proptest! {
     fn arbitrary_valid_packets_never_panic_the_engine(
         packets in prop::collection::vec(crate::wire::tests::packet(), 1..4),
     ) {
-        let now = Instant::now();
+        let now = origin();
         let mut e = engine_with_a_peer(now);
         let cluster = wire::cluster_id(&config().cluster);
         for (i, mut p) in packets.into_iter().enumerate() {
@@ -629,7 +505,7 @@ proptest! {
 
 /// Teaches node 0 of `net` `n` synthetic nodes, each holding one key at a
 /// version between 1 and a few hundred. Datagrams to them reach node 0.
-fn add_synthetic_nodes(net: &mut Net, n: usize) -> Vec<NodeId> {
+fn add_synthetic_nodes(net: &mut Harness, n: usize) -> Vec<NodeId> {
     let feeder = NodeId::new("feeder", 1, "10.9.9.9:7946".parse().unwrap());
     let ids: Vec<NodeId> = (0..n)
         .map(|i| {
@@ -677,7 +553,7 @@ fn syn_digest(payload: &[u8]) -> Option<proto::Digest> {
 
 #[test]
 fn a_digest_of_a_thousand_nodes_is_paged_within_the_budget() {
-    let mut net = Net::new(1, 1400);
+    let mut net = net(1, 1400);
     add_synthetic_nodes(&mut net, 1000);
     let e = &net.nodes[0];
     assert_eq!(e.member_count(), 1002);
@@ -713,7 +589,7 @@ fn a_digest_of_a_thousand_nodes_is_paged_within_the_budget() {
 
 #[test]
 fn answers_about_a_thousand_nodes_fit_the_budget() {
-    let mut net = Net::new(1, 1400);
+    let mut net = net(1, 1400);
     let ids = add_synthetic_nodes(&mut net, 1000);
     let peer = id(5, 1);
     let cluster = config().cluster;
@@ -768,7 +644,7 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
 
 #[test]
 fn a_newcomer_learns_hundreds_of_nodes_through_paged_exchanges() {
-    let mut net = Net::new(1, 1400);
+    let mut net = net(1, 1400);
     let ids = add_synthetic_nodes(&mut net, 300);
     let fresh = net.add(0);
     assert!(net.run_until(Duration::from_secs(60), |n| {
@@ -805,9 +681,9 @@ fn is_probe(p: &proto::Packet) -> bool {
 
 #[test]
 fn peers_in_sync_name_themselves_by_key_on_probes() {
-    let mut net = Net::new(3, 1400);
+    let mut net = net(3, 1400);
     net.nodes[0].set("k", "v").unwrap();
-    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     // Two probe periods: each node probes both peers (round-robin) and
     // so hears both fingerprints.
     net.run_for(Duration::from_secs(130));
@@ -849,8 +725,8 @@ fn peers_in_sync_name_themselves_by_key_on_probes() {
 
 #[test]
 fn a_peer_out_of_sync_gets_the_full_id() {
-    let mut net = Net::new(2, 1400);
-    assert!(net.run_until(Duration::from_secs(10), Net::converged));
+    let mut net = net(2, 1400);
+    assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     let n1 = net.nodes[1].local_id().key();
     // Let node 0 hear node 1's fingerprint on a probe.
     net.run_for(Duration::from_secs(130));
@@ -862,7 +738,7 @@ fn a_peer_out_of_sync_gets_the_full_id() {
 
 #[test]
 fn a_compact_ping_from_an_unknown_key_is_still_answered() {
-    let now = Instant::now();
+    let now = origin();
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
     let ping = |from_key: u64| {
         proto::Packet {
@@ -903,7 +779,7 @@ fn a_compact_ping_from_an_unknown_key_is_still_answered() {
 
 #[test]
 fn drained_queues_give_their_memory_back() {
-    let mut net = Net::new(1, 1400);
+    let mut net = net(1, 1400);
     add_synthetic_nodes(&mut net, 1000);
     let e = &mut net.nodes[0];
     assert!(e.events.len() >= 1000, "a join burst queues many events");
@@ -927,7 +803,7 @@ fn status_of(e: &Engine, name: &str) -> Option<(MemberStatus, u64)> {
 
 #[test]
 fn a_refutation_whose_rumor_was_lost_still_arrives_through_digests() {
-    let mut net = Net::new(3, 1400);
+    let mut net = net(3, 1400);
     assert!(net.run_until(Duration::from_secs(5), |n| {
         n.nodes.iter().all(|e| e.member_count() == 3)
     }));
@@ -968,7 +844,7 @@ fn a_refutation_whose_rumor_was_lost_still_arrives_through_digests() {
 
 #[test]
 fn member_records_with_an_unspecified_address_are_refused_and_counted() {
-    let now = Instant::now();
+    let now = origin();
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
     let cluster = config().cluster;
     let anywhere = NodeId::new("x", 1, "0.0.0.0:7946".parse().unwrap());

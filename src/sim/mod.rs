@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::Config;
+use crate::engine::harness::{self, Drained};
 use crate::engine::{Engine, Event, NodeId};
 
 /// Network conditions of the simulated network.
@@ -111,6 +112,9 @@ pub struct Sim {
 
 impl Sim {
     /// A simulator with network `net`, all randomness drawn from `seed`.
+    // A virtual clock needs a real `Instant` as its origin; nothing else
+    // in the simulator reads the clock.
+    #[allow(clippy::disallowed_methods)]
     pub fn new(net: NetConfig, seed: u64) -> Sim {
         Sim {
             base: Instant::now(),
@@ -362,24 +366,26 @@ impl Sim {
     }
 
     /// Sends what node `i` queued, collects its events, re-arms its timer.
+    /// Taking them is the engine tests' pump too ([`harness::drain`]); what
+    /// is the simulator's own is what happens to the datagrams on the way.
     fn pump(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         let Some(engine) = n.engine.as_mut() else {
             return;
         };
-        let mut out = Vec::new();
-        while let Some(t) = engine.poll_transmit() {
-            out.push(t);
-        }
-        while let Some(e) = engine.poll_event() {
-            if let Some(hook) = self.event_hook.as_mut() {
-                hook(i, self.now, &e);
+        let (hook, record, now) = (&mut self.event_hook, self.record_events, self.now);
+        let Drained {
+            transmits: out,
+            deadline,
+        } = harness::drain(engine, |e| {
+            if let Some(hook) = hook.as_mut() {
+                hook(i, now, &e);
             }
-            if self.record_events {
+            if record {
                 n.events.push(e);
             }
-        }
-        let deadline = engine.poll_timeout().saturating_duration_since(self.base);
+        });
+        let deadline = deadline.saturating_duration_since(self.base);
         let from = self.nodes[i].addr;
         for t in out {
             self.stats.packets_sent += 1;

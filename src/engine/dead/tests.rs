@@ -6,7 +6,7 @@ const S: Duration = Duration::from_secs(1);
 
 #[test]
 fn retries_back_off_and_retention_removes() {
-    let t0 = Instant::now();
+    let t0 = crate::engine::harness::origin();
     let mut d = DeadMembers::default();
     d.insert(1, t0, Some(S));
     d.insert(2, t0, None);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::Config;
-use crate::engine::pair::{drain, meet, shuttle};
+use crate::engine::harness::Harness;
 use crate::engine::{Engine, MemberStatus};
 
 fn observations(e: &mut Engine) -> Vec<Observation> {
@@ -29,32 +29,30 @@ fn status_of_b(a: &Engine) -> Option<MemberStatus> {
         .map(|m| m.status)
 }
 
-/// Runs `a`'s timers in steps of 10 ms, `b` too and every datagram
-/// delivered when `connected`, else `a` alone with its datagrams lost,
+/// Engines `a` (node 0) and `b` (node 1) that know each other.
+fn pair() -> Harness {
+    Harness::pair(Config::local(), Duration::from_millis(10))
+}
+
+/// Runs in steps of 10 ms: both nodes with every datagram delivered when
+/// `connected`, else `a` alone with its datagrams lost (`b` is paused),
 /// until `done(a)` or `limit` passes.
 fn run_until(
-    a: &mut Engine,
-    b: &mut Engine,
-    now: &mut Instant,
+    h: &mut Harness,
     connected: bool,
     limit: Duration,
     mut done: impl FnMut(&mut Engine) -> bool,
 ) -> bool {
-    let end = *now + limit;
-    while *now < end {
-        *now += Duration::from_millis(10);
-        if a.poll_timeout() <= *now {
-            a.handle_timeout(*now);
-        }
+    let end = h.now + limit;
+    while h.now < end {
         if connected {
-            if b.poll_timeout() <= *now {
-                b.handle_timeout(*now);
-            }
-            shuttle(a, b, *now);
+            h.step(Duration::from_millis(10));
         } else {
-            drain(a);
+            h.now += Duration::from_millis(10);
+            h.fire(0);
+            h.drain(0);
         }
-        if done(a) {
+        if done(&mut h.nodes[0]) {
             return true;
         }
     }
@@ -63,36 +61,22 @@ fn run_until(
 
 #[test]
 fn nothing_is_recorded_until_observing_is_turned_on() {
-    let (mut a, mut b, mut now) = meet(&Config::local(), Duration::from_millis(10));
-    run_until(
-        &mut a,
-        &mut b,
-        &mut now,
-        true,
-        Duration::from_secs(2),
-        |_| false,
-    );
-    assert_eq!(a.poll_observation(), None);
+    let mut h = pair();
+    run_until(&mut h, true, Duration::from_secs(2), |_| false);
+    assert_eq!(h.nodes[0].poll_observation(), None);
 }
 
 #[test]
 fn a_probe_round_trip_and_the_suspicions_that_end_are_observed() {
-    let (mut a, mut b, mut now) = meet(&Config::local(), Duration::from_millis(10));
-    a.set_observing(true);
+    let mut h = pair();
+    h.nodes[0].set_observing(true);
     // A probe answered: one round-trip sample. Datagrams are delivered
     // within the step they are sent in, so the sample is under 10 ms.
     let mut seen = Vec::new();
-    let answered = run_until(
-        &mut a,
-        &mut b,
-        &mut now,
-        true,
-        Duration::from_secs(2),
-        |a| {
-            seen.extend(observations(a));
-            seen.iter().any(|o| matches!(o, Observation::ProbeRtt(_)))
-        },
-    );
+    let answered = run_until(&mut h, true, Duration::from_secs(2), |a| {
+        seen.extend(observations(a));
+        seen.iter().any(|o| matches!(o, Observation::ProbeRtt(_)))
+    });
     assert!(answered, "no probe round trip observed: {seen:?}");
     let rtt = seen.iter().find_map(|o| match o {
         Observation::ProbeRtt(d) => Some(*d),
@@ -104,45 +88,30 @@ fn a_probe_round_trip_and_the_suspicions_that_end_are_observed() {
     );
 
     // b goes silent: a suspects it, then b hears of it and refutes.
-    let suspected = run_until(
-        &mut a,
-        &mut b,
-        &mut now,
-        false,
-        Duration::from_secs(5),
-        |a| status_of_b(a) == Some(MemberStatus::Suspect),
-    );
+    let suspected = run_until(&mut h, false, Duration::from_secs(5), |a| {
+        status_of_b(a) == Some(MemberStatus::Suspect)
+    });
     assert!(suspected, "a never suspected b");
-    let started = now;
-    let refuted = run_until(
-        &mut a,
-        &mut b,
-        &mut now,
-        true,
-        Duration::from_secs(5),
-        |a| status_of_b(a) == Some(MemberStatus::Alive),
-    );
+    let started = h.now;
+    let refuted = run_until(&mut h, true, Duration::from_secs(5), |a| {
+        status_of_b(a) == Some(MemberStatus::Alive)
+    });
     assert!(refuted, "b never refuted");
-    let ended = suspicions_ended(&mut a);
+    let ended = suspicions_ended(&mut h.nodes[0]);
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0].1, SuspicionOutcome::Refuted);
-    assert!(ended[0].0 <= now - started + Duration::from_millis(10));
+    assert!(ended[0].0 <= h.now - started + Duration::from_millis(10));
 
     // Silent again, for good: suspected, then declared dead when the
     // suspicion times out.
-    let dead = run_until(
-        &mut a,
-        &mut b,
-        &mut now,
-        false,
-        Duration::from_secs(30),
-        |a| status_of_b(a) == Some(MemberStatus::Dead),
-    );
+    let dead = run_until(&mut h, false, Duration::from_secs(30), |a| {
+        status_of_b(a) == Some(MemberStatus::Dead)
+    });
     assert!(dead, "a never declared b dead");
-    let ended = suspicions_ended(&mut a);
+    let ended = suspicions_ended(&mut h.nodes[0]);
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0].1, SuspicionOutcome::Dead);
-    let (min, _) = a.suspicion_bounds();
+    let (min, _) = h.nodes[0].suspicion_bounds();
     assert!(
         ended[0].0 >= min,
         "{:?} < the shortest suspicion {min:?}",
@@ -152,14 +121,15 @@ fn a_probe_round_trip_and_the_suspicions_that_end_are_observed() {
 
 #[test]
 fn the_queue_keeps_the_newest_samples_up_to_its_cap() {
-    let (mut a, _, _) = meet(&Config::local(), Duration::from_millis(10));
+    let mut h = pair();
+    let a = &mut h.nodes[0];
     a.set_observing(true);
     let n = OBSERVATION_CAP as u64 + 10;
     for i in 0..n {
         a.observations
             .record(Observation::PushAcked(Duration::from_millis(i)));
     }
-    let kept = observations(&mut a);
+    let kept = observations(a);
     assert_eq!(kept.len(), OBSERVATION_CAP);
     assert_eq!(kept[0], Observation::PushAcked(Duration::from_millis(10)));
     a.observations

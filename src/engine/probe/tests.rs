@@ -8,10 +8,14 @@ use prost::Message as _;
 
 use super::*;
 use crate::engine::Transmit;
-use crate::engine::pair::{addr, drain, meet, shuttle};
+use crate::engine::harness::Harness;
 
-fn pair() -> (Engine, Engine, Instant) {
-    meet(&Config::local(), Duration::from_millis(10))
+/// The prober and its target.
+const A: usize = 0;
+const B: usize = 1;
+
+fn pair() -> Harness {
+    Harness::pair(Config::local(), Duration::from_millis(10))
 }
 
 /// Sequence numbers of the pings in `ts`.
@@ -29,17 +33,15 @@ fn pings(ts: &[Transmit]) -> Vec<u64> {
         .collect()
 }
 
-/// Runs `a`'s timers alone (b hears nothing) until it sends a ping;
-/// returns the ping's sequence number and when it went. The datagrams are
-/// dropped.
-fn next_ping(a: &mut Engine, now: &mut Instant) -> (u64, Instant) {
+/// Runs `a`'s timers alone (b hears nothing, and its timers stand still)
+/// until it sends a ping; returns the ping's sequence number and when it
+/// went. The datagrams are dropped.
+fn next_ping(h: &mut Harness) -> (u64, Instant) {
     for _ in 0..1000 {
-        *now += Duration::from_millis(1);
-        if a.poll_timeout() <= *now {
-            a.handle_timeout(*now);
-        }
-        if let Some(&seq) = pings(&drain(a)).first() {
-            return (seq, *now);
+        h.now += Duration::from_millis(1);
+        h.fire(A);
+        if let Some(&seq) = pings(&h.drain(A)).first() {
+            return (seq, h.now);
         }
     }
     panic!("a sent no ping within a second");
@@ -56,12 +58,12 @@ fn status_of_b(a: &Engine) -> MemberStatus {
 /// Loses a's first ping to b, then delivers (or loses) the second one.
 /// Returns whether a went on to suspect b.
 fn lose_a_ping(deliver_second: bool) -> bool {
-    let (mut a, mut b, mut now) = pair();
-    let before = a.metrics().suspicions_started;
-    let (first, t1) = next_ping(&mut a, &mut now);
+    let mut h = pair();
+    let before = h.nodes[A].metrics().suspicions_started;
+    let (first, t1) = next_ping(&mut h);
     // The probe times out: a pings b again (there are no relays to ask in
     // a cluster of two), within the same probe period.
-    let (second, t2) = next_ping(&mut a, &mut now);
+    let (second, t2) = next_ping(&mut h);
     assert_ne!(second, first);
     assert!(
         t2 - t1 < Config::local().probe_interval,
@@ -71,16 +73,17 @@ fn lose_a_ping(deliver_second: bool) -> bool {
         let ping = proto::Packet {
             version: crate::wire::PROTOCOL_VERSION,
             cluster: crate::wire::cluster_id(&Config::local().cluster),
-            from: Some(a.local_id().to_proto()),
+            from: Some(h.nodes[A].local_id().to_proto()),
             messages: vec![super::ping(second, "b", 0)],
             from_key: 0,
         };
-        b.handle_packet(now, addr(1), &ping.encode_to_vec());
-        shuttle(&mut a, &mut b, now);
+        h.receive(B, A, &ping.encode_to_vec());
+        h.deliver();
     }
     // The probe period ends; the next probe round judges this one.
-    next_ping(&mut a, &mut now);
-    a.metrics().suspicions_started > before || status_of_b(&a) != MemberStatus::Alive
+    next_ping(&mut h);
+    let a = &h.nodes[A];
+    a.metrics().suspicions_started > before || status_of_b(a) != MemberStatus::Alive
 }
 
 #[test]

@@ -13,7 +13,7 @@ fn removed(name: &str, generation: u64, at: Instant, left: bool) -> Removed {
 
 #[test]
 fn finds_by_name_and_key_and_forgets_both() {
-    let t = Instant::now();
+    let t = crate::engine::harness::origin();
     let mut r = RemovedMembers::default();
     r.insert(removed("a", 1, t, false));
     let key = NodeId::new("a", 1, "10.0.0.1:7946".parse().unwrap()).key();
@@ -31,7 +31,7 @@ fn finds_by_name_and_key_and_forgets_both() {
 
 #[test]
 fn reconnects_the_dead_not_the_departed_until_the_timeout() {
-    let t = Instant::now();
+    let t = crate::engine::harness::origin();
     let mut r = RemovedMembers::default();
     r.insert(removed("dead", 1, t, false));
     r.insert(removed("left", 1, t, true));

@@ -132,7 +132,7 @@ fn busy_source() -> NodeState {
 
 #[test]
 fn deltas_respect_the_room_and_leave_no_gaps() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let src = busy_source();
     for room in [90, 120, 150, 300, 1000, 10_000] {
         let mut dst = NodeState::default();
@@ -180,7 +180,7 @@ fn a_delta_lists_only_current_entries_of_its_range() {
 
 #[test]
 fn a_gap_delta_is_refused_and_changes_nothing() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let mut src = NodeState::default();
     for i in 0..6 {
         set(&mut src, &format!("k{i}"), "v");
@@ -203,7 +203,7 @@ fn a_gap_delta_is_refused_and_changes_nothing() {
 
 #[test]
 fn duplicate_and_old_overlapping_deltas_are_harmless() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let mut src = NodeState::default();
     set(&mut src, "a", "1");
     set(&mut src, "b", "1");
@@ -243,7 +243,7 @@ fn duplicate_and_old_overlapping_deltas_are_harmless() {
 
 #[test]
 fn tombstones_spread_and_are_collected_after_the_grace_period() {
-    let t0 = Instant::now();
+    let t0 = crate::engine::harness::origin();
     let mut src = NodeState::default();
     set(&mut src, "a", "1");
     set(&mut src, "b", "1");
@@ -288,7 +288,7 @@ fn tombstones_spread_and_are_collected_after_the_grace_period() {
 
 #[test]
 fn a_set_after_a_delete_revives_the_key() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let mut src = NodeState::default();
     set(&mut src, "a", "1");
     src.delete_local("a", now);
@@ -323,7 +323,7 @@ fn diverged(now: Instant) -> (NodeState, NodeState) {
 
 #[test]
 fn a_receiver_behind_collected_tombstones_is_reset_from_zero() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let (src, mut dst) = diverged(now);
     let d = src
         .delta(owner(), dst.max_version(), dst.last_gc_version(), 10_000)
@@ -353,7 +353,7 @@ fn a_receiver_behind_collected_tombstones_is_reset_from_zero() {
 
 #[test]
 fn a_reset_split_into_truncated_pages_ends_with_the_source_state() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     for room in [45, 50, 70, 100, 200] {
         let (src, mut dst) = diverged(now);
         let (changes, sent) = sync(&src, &mut dst, room, now);
@@ -388,7 +388,7 @@ fn a_reset_split_into_truncated_pages_ends_with_the_source_state() {
 
 #[test]
 fn a_receiver_mid_reset_sends_only_valid_deltas() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let (src, mut mid) = diverged(now);
     // Only the first page of the reset arrives.
     let page = src.delta(owner(), 10, 0, 50).unwrap();
@@ -409,7 +409,7 @@ fn a_receiver_mid_reset_sends_only_valid_deltas() {
 
 #[test]
 fn a_delta_from_a_peer_that_missed_the_collection_cannot_resurrect() {
-    let now = Instant::now();
+    let now = crate::engine::harness::origin();
     let mut src = NodeState::default();
     for i in 0..40 {
         set(&mut src, &format!("k{i}"), "v");
@@ -490,7 +490,7 @@ proptest! {
     /// second receiver fed only by the first (relayed deltas are valid).
     #[test]
     fn replicas_converge_to_the_source(ops in prop::collection::vec(op(), 1..80)) {
-        let t0 = Instant::now();
+        let t0 = crate::engine::harness::origin();
         let mut now = t0;
         let mut src = NodeState::default();
         let mut dst = NodeState::default();

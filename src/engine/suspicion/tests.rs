@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn confirmations_shrink_the_timeout_to_its_floor() {
-    let t0 = Instant::now();
+    let t0 = crate::engine::harness::origin();
     let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
     let mut s = Suspicion::new(1, "a", t0, min, max, 3);
     assert_eq!(s.deadline, t0 + max);
@@ -22,7 +22,7 @@ fn confirmations_shrink_the_timeout_to_its_floor() {
 
 #[test]
 fn the_deadline_index_follows_inserts_confirmations_and_removals() {
-    let t0 = Instant::now();
+    let t0 = crate::engine::harness::origin();
     let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
     let mut ss = Suspicions::default();
     ss.insert(7, Suspicion::new(1, "a", t0, min, max, 3));
