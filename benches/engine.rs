@@ -186,7 +186,7 @@ fn gossip_round(c: &mut Criterion) {
             bench.iter(|| {
                 i += 1;
                 now += step;
-                a.set("counter", i.to_string()).unwrap();
+                a.set(now, "counter", i.to_string()).unwrap();
                 a.handle_timeout(now);
                 black_box(exchange(&mut a, &mut b, now));
                 b.handle_timeout(now);

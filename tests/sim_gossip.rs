@@ -35,7 +35,7 @@ fn fifty_nodes_converge_after_one_set() {
         sim.run_until(Duration::from_secs(60), |s| all_know(s, 50)),
         "membership did not converge"
     );
-    sim.with_engine(7, |e, _| e.set("color", "blue").unwrap());
+    sim.with_engine(7, |e, now| e.set(now, "color", "blue").unwrap());
     let start = sim.elapsed();
     assert!(
         sim.run_until(start + Duration::from_secs(30), |s| all_have(
@@ -54,7 +54,7 @@ fn five_percent_loss_still_converges() {
     };
     let mut sim = cluster(50, net, 2);
     assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 50)));
-    sim.with_engine(3, |e, _| e.set("k", "v").unwrap());
+    sim.with_engine(3, |e, now| e.set(now, "k", "v").unwrap());
     let start = sim.elapsed();
     assert!(sim.run_until(start + Duration::from_secs(30), |s| all_have(
         s, "n3", "k", b"v"
@@ -77,7 +77,7 @@ fn at_twenty_percent_loss_a_write_reaches_everyone_within_a_quarter_round() {
     let dropped = sim.stats().packets_dropped;
     for (t, origin) in [5, 17, 33, 48, 60].into_iter().enumerate() {
         let key = format!("k{t}");
-        sim.with_engine(origin, |e, _| e.set(&key, "v").unwrap());
+        sim.with_engine(origin, |e, now| e.set(now, &key, "v").unwrap());
         let start = sim.elapsed();
         let owner = format!("n{origin}");
         assert!(
@@ -101,8 +101,8 @@ fn a_partition_heals() {
     let left: Vec<usize> = (0..10).collect();
     let right: Vec<usize> = (10..20).collect();
     sim.partition(&left, &right);
-    sim.with_engine(2, |e, _| e.set("side", "left").unwrap());
-    sim.with_engine(15, |e, _| e.set("side", "right").unwrap());
+    sim.with_engine(2, |e, now| e.set(now, "side", "left").unwrap());
+    sim.with_engine(15, |e, now| e.set(now, "side", "right").unwrap());
     sim.run_for(Duration::from_secs(10));
     // Cut off: the right side has not heard of the left's write.
     for i in 10..20 {
@@ -128,7 +128,7 @@ fn same_seed_same_run() {
             seed,
         );
         sim.run_for(Duration::from_secs(5));
-        sim.with_engine(1, |e, _| e.set("a", "b").unwrap());
+        sim.with_engine(1, |e, now| e.set(now, "a", "b").unwrap());
         sim.run_for(Duration::from_secs(5));
         sim.stats().clone()
     };

@@ -43,7 +43,7 @@ fn thousand_engines(config: Config) {
     });
     assert!(joined, "membership did not converge in 120 s");
     let join_time = sim.elapsed();
-    sim.with_engine(123, |e, _| e.set("hello", "world").unwrap());
+    sim.with_engine(123, |e, now| e.set(now, "hello", "world").unwrap());
     let start = sim.elapsed();
     let reached = sim.run_until(start + Duration::from_secs(60), |s| {
         (0..n).all(|i| s.engine(i).and_then(|e| e.get("n123", "hello")).is_some())

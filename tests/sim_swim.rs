@@ -123,7 +123,7 @@ fn dead_members_are_removed_and_their_state_collected() {
         ..Config::lan()
     };
     let mut sim = cluster(n, NetConfig::default(), 14, config);
-    sim.with_engine(3, |e, _| e.set("k", "v").unwrap());
+    sim.with_engine(3, |e, now| e.set(now, "k", "v").unwrap());
     sim.run_for(Duration::from_secs(5));
     assert!(sim.engine(0).unwrap().get("n3", "k").is_some());
     sim.crash(3);
@@ -153,7 +153,7 @@ fn a_restarted_node_is_not_killed_by_stale_dead_rumors() {
     }));
     // Restart while the dead rumors about generation 1 are still around.
     sim.restart(6, &[0]);
-    sim.with_engine(6, |e, _| e.set("back", "yes").unwrap());
+    sim.with_engine(6, |e, now| e.set(now, "back", "yes").unwrap());
     let new_generation = sim.engine(6).unwrap().local_id().generation;
     sim.run_for(Duration::from_secs(40));
     for i in others(n, 6) {
@@ -178,7 +178,7 @@ fn a_broadcast_reaches_every_healthy_member_once() {
     let n = 40;
     let mut sim = cluster(n, NetConfig::default(), 16, Config::lan());
     sim.crash(9);
-    sim.with_engine(2, |e, _| e.broadcast(&b"deploy v2"[..]).unwrap());
+    sim.with_engine(2, |e, now| e.broadcast(now, &b"deploy v2"[..]).unwrap());
     sim.run_for(Duration::from_secs(10));
     for i in others(n, 2).filter(|i| *i != 9) {
         let got = sim

@@ -53,7 +53,7 @@ fn trial(c: &mut Cluster, rng: &mut StdRng, key: &str) -> Trial {
         w.mark(origin, start);
     }
     c.sim
-        .with_engine(origin, |e, _| e.set(key, "v"))
+        .with_engine(origin, |e, now| e.set(now, key, "v"))
         .and_then(Result::ok)
         .expect("origin is running and the key fits");
     let n = c.n;

@@ -146,7 +146,7 @@ pub fn steady(opts: &Options, out: &mut Out) {
         let loaded = Window::measure(&mut c, d, |c, k| {
             for i in (0..c.n).filter(|i| *i as u64 % 100 == k % 100) {
                 c.sim
-                    .with_engine(i, |e, _| e.set("load", k.to_le_bytes().to_vec()));
+                    .with_engine(i, |e, now| e.set(now, "load", k.to_le_bytes().to_vec()));
             }
         });
         pb.inc(1);
@@ -251,7 +251,10 @@ pub fn probe_load(opts: &Options, out: &mut Out) {
 fn set_largest(c: &mut Cluster, i: usize, key: &str) {
     let mut len = BUDGET;
     while len > 0 {
-        match c.sim.with_engine(i, |e, _| e.set(key, vec![0xa5u8; len])) {
+        match c
+            .sim
+            .with_engine(i, |e, now| e.set(now, key, vec![0xa5u8; len]))
+        {
             Some(Err(SetError::EntryTooLarge { len: l, max })) => len -= (l - max).max(1),
             _ => return,
         }
@@ -280,13 +283,14 @@ pub fn budget(opts: &Options, out: &mut Out) {
     for i in 0..n {
         set_largest(&mut c, i, "big");
         for k in 0..20 {
-            c.sim.with_engine(i, |e, _| {
-                e.set(&format!("small{k}"), format!("value {k} of {i}"))
+            c.sim.with_engine(i, |e, now| {
+                e.set(now, &format!("small{k}"), format!("value {k} of {i}"))
             });
         }
     }
     c.sim.run_for(Duration::from_secs(5));
-    c.sim.with_engine(1, |e, _| e.broadcast(vec![7u8; 600]));
+    c.sim
+        .with_engine(1, |e, now| e.broadcast(now, vec![7u8; 600]));
     c.sim.crash(n / 2);
     c.sim.with_engine(3, |e, now| e.leave(now));
     c.sim.run_for(Duration::from_secs(20));

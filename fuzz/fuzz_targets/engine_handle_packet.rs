@@ -83,9 +83,9 @@ fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
     let mut a = engine("fuzz", 1, 1, start);
     let mut b = engine("peer", 2, 2, start);
-    let _ = a.set("color", "green");
-    let _ = b.set("load", "0.25");
-    let _ = b.set("role", "web");
+    let _ = a.set(start, "color", "green");
+    let _ = b.set(start, "load", "0.25");
+    let _ = b.set(start, "role", "web");
     a.add_seeds([addr(2)]);
     let mut now = start;
     let mut captured = Vec::new();

@@ -348,7 +348,8 @@ impl Engine {
     /// Leaves the cluster: marks this node left and sends the news at once
     /// to up to `gossip_nodes` peers (it also rides on later packets).
     /// Returns how many peers were told. The engine stops probing after.
-    pub fn leave(&mut self, _now: Instant) -> usize {
+    pub fn leave(&mut self, now: Instant) -> usize {
+        self.advance(now);
         let me = self.members.me();
         let inc = self.my_incarnation() + 1;
         self.leaving = true;
@@ -368,6 +369,7 @@ impl Engine {
         for addr in &addrs {
             self.send(*addr, None, vec![msg.clone()], None);
         }
+        self.arm_timers();
         addrs.len()
     }
 

@@ -167,6 +167,15 @@ pub enum BroadcastError {
 ///   [`poll_observation`](Engine::poll_observation), if
 ///   [`set_observing`](Engine::set_observing) turned measurements on),
 ///   then re-arm the timer with [`poll_timeout`](Engine::poll_timeout).
+///
+/// # Time
+///
+/// Every input and every mutator takes `now`, the owner's clock, and the
+/// engine reads no clock of its own. Time must not go backwards: each
+/// `now` must be at or after the last one given (an earlier one is taken
+/// as the latest seen, so nothing breaks, but timers measured from it are
+/// off). The simulator passes virtual time, the node driver
+/// `Instant::now()`.
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
@@ -556,7 +565,7 @@ impl Engine {
     /// Copies the rooms' earliest deadlines into the timer table; called
     /// at the end of every input, so [`poll_timeout`](Engine::poll_timeout)
     /// is a lookup.
-    fn arm_timers(&mut self) {
+    pub(super) fn arm_timers(&mut self) {
         let t = &mut self.timers;
         t.set(Timer::Probe, Some(self.swim.next_probe()));
         t.set(Timer::ProbeTimeout, self.swim.probe_timeout());
@@ -605,18 +614,29 @@ impl Engine {
     /// Sets `key` of this node to `value`; returns the new version. Keys
     /// starting with [`RESERVED_PREFIX`] belong to the library and are
     /// refused.
-    pub fn set(&mut self, key: &str, value: impl Into<Bytes>) -> Result<u64, SetError> {
+    pub fn set(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, SetError> {
         if key.starts_with(RESERVED_PREFIX) {
             return Err(SetError::Reserved);
         }
-        self.set_reserved(key, value)
+        self.set_reserved(now, key, value)
     }
 
     /// Like [`set`](Engine::set) but for the library's own keys (those
     /// under [`RESERVED_PREFIX`], e.g. the key ids a node holds).
-    pub fn set_reserved(&mut self, key: &str, value: impl Into<Bytes>) -> Result<u64, SetError> {
+    pub(crate) fn set_reserved(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, SetError> {
         let value = value.into();
         self.check_entry(key, value.len())?;
+        self.advance(now);
         let me = self.members.me();
         let before = self.my_version();
         let v = self
@@ -650,7 +670,12 @@ impl Engine {
 
     /// Sends `payload` to every healthy member, each delivering it once as
     /// [`Event::Broadcast`]. It rides on gossip and probe packets.
-    pub fn broadcast(&mut self, payload: impl Into<Bytes>) -> Result<u64, BroadcastError> {
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, BroadcastError> {
+        self.advance(now);
         let max = self.outbox.max_entry();
         let (id, out) = self
             .broadcasts

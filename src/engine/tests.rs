@@ -58,11 +58,11 @@ fn two_engines_reconcile() {
     let mut net = net(2, 1400);
     for i in 0..30 {
         net.nodes[0]
-            .set(&format!("a{i}"), format!("value {i}"))
+            .set(net.now, &format!("a{i}"), format!("value {i}"))
             .unwrap();
     }
     for i in 0..3 {
-        net.nodes[1].set(&format!("b{i}"), "x").unwrap();
+        net.nodes[1].set(net.now, &format!("b{i}"), "x").unwrap();
     }
     assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     assert_eq!(net.nodes[1].entries("n0").unwrap().len(), 30);
@@ -78,7 +78,7 @@ fn two_engines_reconcile() {
     assert_eq!(keys.len(), 30);
     assert_eq!(net.nodes[0].fingerprint(), net.nodes[1].fingerprint());
     // Later writes follow.
-    net.nodes[1].set("b0", "changed").unwrap();
+    net.nodes[1].set(net.now, "b0", "changed").unwrap();
     assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     assert_eq!(
         net.nodes[0].get("n1", "b0"),
@@ -90,9 +90,10 @@ fn two_engines_reconcile() {
 fn three_engines_reconcile_through_a_chain_of_seeds() {
     // n1 knows n0, n2 knows n1: n0 and n2 meet through n1.
     let mut net = net(3, 1400);
+    let now = net.now;
     for (i, e) in net.nodes.iter_mut().enumerate() {
         for k in 0..10 {
-            e.set(&format!("k{k}"), format!("n{i}-{k}")).unwrap();
+            e.set(now, &format!("k{k}"), format!("n{i}-{k}")).unwrap();
         }
     }
     assert!(net.run_until(Duration::from_secs(10), Harness::converged));
@@ -101,7 +102,7 @@ fn three_engines_reconcile_through_a_chain_of_seeds() {
     }
     let now = net.now;
     net.nodes[2].delete(now, "k3").unwrap();
-    net.nodes[0].set("k4", "again").unwrap();
+    net.nodes[0].set(net.now, "k4", "again").unwrap();
     assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     assert_eq!(net.nodes[0].get("n2", "k3"), None);
     assert_eq!(key_deletes(&net.events[0], "n2"), ["k3"]);
@@ -117,7 +118,7 @@ fn a_small_budget_pages_the_state_and_is_never_exceeded() {
     let mut net = net(3, budget);
     for i in 0..60 {
         net.nodes[0]
-            .set(&format!("key-{i}"), vec![i as u8; 60])
+            .set(net.now, &format!("key-{i}"), vec![i as u8; 60])
             .unwrap();
     }
     assert!(net.run_until(Duration::from_secs(30), Harness::converged));
@@ -133,7 +134,7 @@ fn a_small_budget_pages_the_state_and_is_never_exceeded() {
 #[test]
 fn a_new_generation_replaces_the_old_and_stale_packets_cannot_resurrect_it() {
     let mut net = net(2, 1400);
-    net.nodes[0].set("old", "1").unwrap();
+    net.nodes[0].set(net.now, "old", "1").unwrap();
     assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     let gen1: Vec<Bytes> = net
         .log
@@ -145,7 +146,7 @@ fn a_new_generation_replaces_the_old_and_stale_packets_cannot_resurrect_it() {
 
     // n0 restarts with generation 2 and new state.
     let mut restarted = Engine::new(config(), id(0, 2), 1400, 99, net.now).unwrap();
-    restarted.set("new", "2").unwrap();
+    restarted.set(net.now, "new", "2").unwrap();
     restarted.add_seeds([addr(1)]);
     net.nodes[0] = restarted;
     assert!(net.run_until(Duration::from_secs(5), |n| {
@@ -198,8 +199,8 @@ fn tombstones_of_n0(e: &Engine) -> (bool, u64) {
 #[test]
 fn tombstones_spread_and_are_collected_after_the_grace_period() {
     let mut net = net(3, 1400);
-    net.nodes[0].set("doomed", "1").unwrap();
-    net.nodes[0].set("kept", "1").unwrap();
+    net.nodes[0].set(net.now, "doomed", "1").unwrap();
+    net.nodes[0].set(net.now, "kept", "1").unwrap();
     assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     let now = net.now;
     let version = net.nodes[0].delete(now, "doomed").unwrap();
@@ -237,14 +238,14 @@ fn tombstones_spread_and_are_collected_after_the_grace_period() {
 fn a_peer_that_missed_collected_deletions_is_reset() {
     let mut net = net(3, 1400);
     for i in 0..8 {
-        net.nodes[0].set(&format!("k{i}"), "v").unwrap();
+        net.nodes[0].set(net.now, &format!("k{i}"), "v").unwrap();
     }
     assert!(net.run_until(Duration::from_secs(5), Harness::converged));
     net.isolated.insert(2);
     let now = net.now;
     net.nodes[0].delete(now, "k2").unwrap();
     net.nodes[0].delete(now, "k5").unwrap();
-    net.nodes[0].set("k9", "new").unwrap();
+    net.nodes[0].set(net.now, "k9", "new").unwrap();
     net.run_for(GRACE * 2);
     let (_, gc) = tombstones_of_n0(&net.nodes[0]);
     assert!(gc > 8, "the deletions were collected at n0");
@@ -285,13 +286,13 @@ fn set_refuses_what_could_never_be_gossiped_and_changes_nothing() {
     let fp = e.fingerprint();
     let long_key = "k".repeat(config().max_key_len + 1);
     assert_eq!(
-        e.set(&long_key, "v"),
+        e.set(now, &long_key, "v"),
         Err(SetError::KeyTooLong {
             len: 257,
             max: config().max_key_len
         })
     );
-    let err = e.set("k", vec![0u8; 1400]).unwrap_err();
+    let err = e.set(now, "k", vec![0u8; 1400]).unwrap_err();
     let SetError::EntryTooLarge { len, max } = err.clone() else {
         panic!("{err:?}");
     };
@@ -300,7 +301,7 @@ fn set_refuses_what_could_never_be_gossiped_and_changes_nothing() {
     assert_eq!(e.entries("n0"), Some(Default::default()));
     assert_eq!(e.fingerprint(), fp);
     // No version was taken by the refusals.
-    assert_eq!(e.set("k", "v"), Ok(1));
+    assert_eq!(e.set(now, "k", "v"), Ok(1));
 }
 
 /// The longest value under key "k" that `set` accepts.
@@ -308,7 +309,7 @@ fn largest_value(e: &mut Engine) -> usize {
     let (mut ok, mut too_big) = (0, e.budget());
     while too_big - ok > 1 {
         let mid = (ok + too_big) / 2;
-        match e.set("probe", vec![0u8; mid]) {
+        match e.set(origin(), "probe", vec![0u8; mid]) {
             Ok(_) => ok = mid,
             Err(SetError::EntryTooLarge { .. }) => too_big = mid,
             Err(other) => panic!("{other}"),
@@ -323,7 +324,9 @@ fn the_largest_entry_set_accepts_is_gossiped() {
         let mut net = net(3, budget);
         let biggest = largest_value(&mut net.nodes[0]);
         assert!(biggest > budget / 2, "{biggest} of {budget}");
-        net.nodes[0].set("big", vec![7u8; biggest]).unwrap();
+        net.nodes[0]
+            .set(net.now, "big", vec![7u8; biggest])
+            .unwrap();
         assert!(
             net.run_until(Duration::from_secs(10), Harness::converged),
             "budget {budget}: an accepted entry of {biggest} bytes did not spread"
@@ -379,7 +382,7 @@ fn ack(deltas: Vec<proto::NodeDelta>) -> Kind {
 fn garbage_other_clusters_and_claims_about_us_are_dropped_and_counted() {
     let now = origin();
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
-    e.set("mine", "1").unwrap();
+    e.set(now, "mine", "1").unwrap();
     let mine = e.entries("n0");
     let peer = id(1, 1);
     let cluster = config().cluster;
@@ -440,7 +443,7 @@ fn garbage_other_clusters_and_claims_about_us_are_dropped_and_counted() {
 
 fn engine_with_a_peer(now: Instant) -> Engine {
     let mut e = Engine::new(config(), id(0, 1), 1400, 1, now).unwrap();
-    e.set("a", "1").unwrap();
+    e.set(now, "a", "1").unwrap();
     let peer = id(1, 1);
     e.handle_packet(
         now,
@@ -682,7 +685,7 @@ fn is_probe(p: &proto::Packet) -> bool {
 #[test]
 fn peers_in_sync_name_themselves_by_key_on_probes() {
     let mut net = net(3, 1400);
-    net.nodes[0].set("k", "v").unwrap();
+    net.nodes[0].set(net.now, "k", "v").unwrap();
     assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     // Two probe periods: each node probes both peers (round-robin) and
     // so hears both fingerprints.
@@ -732,7 +735,7 @@ fn a_peer_out_of_sync_gets_the_full_id() {
     net.run_for(Duration::from_secs(130));
     assert!(net.nodes[0].knows_us(Some(n1)));
     // Node 0 changes: node 1's last reported fingerprint no longer matches.
-    net.nodes[0].set("new", "1").unwrap();
+    net.nodes[0].set(net.now, "new", "1").unwrap();
     assert!(!net.nodes[0].knows_us(Some(n1)));
 }
 

@@ -118,7 +118,7 @@ pub(crate) async fn run<T: Transport>(
                 }
                 Some(Command::AddSeeds(addrs)) => seeds.add(&mut engine, addrs),
                 Some(Command::PublishKeys(ack)) => {
-                    let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine));
+                    let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine, Instant::now().into_std()));
                     let _ = ack.send(published);
                 }
                 Some(cmd) => handle(&mut engine, cmd, send_errors, recv_errors),
@@ -128,7 +128,7 @@ pub(crate) async fn run<T: Transport>(
                 // Keyring changes made around the node handle (through a
                 // `Keyring` clone) are published here, within one interval.
                 if let Some(k) = keys.as_mut() {
-                    if let Err(e) = k.publish(&mut engine) {
+                    if let Err(e) = k.publish(&mut engine, Instant::now().into_std()) {
                         tracing::debug!(error = %e, "could not publish key ids");
                     }
                 }
@@ -158,7 +158,7 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
     let now = Instant::now().into_std();
     match cmd {
         Command::Set(k, v, tx) => {
-            let _ = tx.send(engine.set(&k, v));
+            let _ = tx.send(engine.set(now, &k, v));
         }
         Command::Delete(k, tx) => {
             let _ = tx.send(engine.delete(now, &k));
@@ -194,7 +194,7 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
             let _ = tx.send(snapshot);
         }
         Command::Broadcast(payload, tx) => {
-            let _ = tx.send(engine.broadcast(payload));
+            let _ = tx.send(engine.broadcast(now, payload));
         }
         // Handled in `run`, which owns what they need.
         Command::Shutdown(_)

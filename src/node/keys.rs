@@ -19,6 +19,8 @@
 //! ahead of what it does. Changes made directly through a [`Keyring`] clone
 //! are noticed and published by the driver within one gossip interval.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::cluster_keys::{ClusterKeys, MemberKeys};
@@ -87,12 +89,12 @@ impl KeyPublisher {
 
     /// Writes the keyring's ids to the engine if they changed since the last
     /// write. On error nothing was written and the next call tries again.
-    pub(crate) fn publish(&mut self, engine: &mut Engine) -> Result<(), SetError> {
+    pub(crate) fn publish(&mut self, engine: &mut Engine, now: Instant) -> Result<(), SetError> {
         let ids = self.keyring.list();
         if ids == self.published {
             return Ok(());
         }
-        engine.set_reserved(KEYS_STATE_KEY, encode_key_ids(&ids))?;
+        engine.set_reserved(now, KEYS_STATE_KEY, encode_key_ids(&ids))?;
         self.published = ids;
         Ok(())
     }

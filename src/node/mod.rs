@@ -335,13 +335,13 @@ impl NodeBuilder {
         let now = tokio::time::Instant::now().into_std();
         let mut engine = Engine::new(config, id.clone(), transport.max_payload(), rng_seed, now)?;
         for (k, v) in self.initial_state {
-            engine.set(&k, v)?;
+            engine.set(now, &k, v)?;
         }
         let seeds = seeds::Seeds::new(self.seeds, self.seed_hosts);
         seeds.hand_over(&mut engine);
         let mut publisher = self.keyring.clone().map(KeyPublisher::new);
         if let Some(publisher) = publisher.as_mut() {
-            publisher.publish(&mut engine)?;
+            publisher.publish(&mut engine, now)?;
         }
         let discovery = match self.discovery {
             Some(d) => {

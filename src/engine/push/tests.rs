@@ -57,7 +57,7 @@ fn messages(ts: &[Transmit]) -> impl Iterator<Item = Kind> + '_ {
 #[test]
 fn a_lost_tree_push_is_sent_again_until_it_is_acknowledged() {
     let mut h = pair();
-    h.nodes[A].set("k", "v").unwrap();
+    h.nodes[A].set(h.now, "k", "v").unwrap();
     h.now += h.nodes[A].config.push_delay;
     h.nodes[A].handle_timeout(h.now);
     let first = h.drain(A);
@@ -108,7 +108,7 @@ fn a_lost_tree_push_is_sent_again_until_it_is_acknowledged() {
 #[test]
 fn a_push_never_acknowledged_is_given_up_after_its_tries() {
     let mut h = pair();
-    h.nodes[A].set("k", "v").unwrap();
+    h.nodes[A].set(h.now, "k", "v").unwrap();
     h.now += h.nodes[A].config.push_delay;
     // Every datagram of a's that carries a tree push is lost; the rest
     // (probes, anti-entropy) gets through both ways, so b stays healthy.
@@ -164,7 +164,7 @@ fn the_children_of_a_silent_tree_child_are_adopted() {
     let (child, grandchild) = (at(1), at(5));
     // The child is down; n0 writes.
     h.isolated.insert(child);
-    h.nodes[0].set("k", "v").unwrap();
+    h.nodes[0].set(h.now, "k", "v").unwrap();
     let mut adopted = false;
     let end = h.now + Duration::from_secs(120);
     while h.now < end && !adopted {
