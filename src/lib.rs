@@ -175,6 +175,11 @@ pub mod sim;
 pub mod transport;
 mod wire;
 
+/// Largest datagram any transport may carry, and so the largest packet the
+/// decoder looks at (the IPv4 UDP payload limit). Receivers treat anything
+/// larger as hostile and drop it.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 pub use config::{Config, ConfigError};
 pub use engine::{BroadcastError, Engine, Event, Member, MemberStatus, NodeId, SetError};
 pub use node::{Entries, Lagged, Node, NodeBuilder, NodeError};

@@ -42,9 +42,7 @@ pub use memory::{LinkStats, Memory, MemoryNetwork};
 pub use quic::{QUIC_ALPN, Quic, QuicConfig, QuicHandle, QuicStats};
 pub use udp::{Udp, UdpConfig};
 
-/// Largest datagram any transport may carry (the IPv4 UDP payload limit).
-/// Receivers treat anything larger as hostile and drop it.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub use crate::MAX_DATAGRAM;
 
 /// Errors a transport reports.
 ///

@@ -29,8 +29,9 @@ pub mod proto {
 /// The protocol version this build speaks (`Packet.version`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Largest datagram [`decode`] looks at; anything larger is refused unread.
-pub const MAX_PACKET: usize = 65_507;
+/// Largest datagram [`decode`] looks at; anything larger is refused
+/// unread. The same limit every transport enforces: one definition.
+pub use crate::MAX_DATAGRAM as MAX_PACKET;
 
 /// Caps on what one decoded packet may contain. Anything beyond them is
 /// treated as hostile and the whole packet is dropped.
