@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Scenarios: `propagation`, `steady`, `detection`, `false-positives`,
-//! `probe-load`, `budget`, `simspeed`, or `all` (every one but `simspeed`).
-//! Run with `--help` for the options. Every figure is a simulated
-//! measurement: the same options give the same numbers.
+//! `probe-load`, `budget`, `simspeed`, or `all` (every one but `simspeed`
+//! and `real`). Run with `--help` for the options. Every figure but those
+//! of `real` is a simulated measurement: the same options give the same
+//! numbers. `real` runs N nodes on loopback UDP sockets in this process
+//! and measures by wall clock, so its figures depend on the machine.
 //!
 //! # Layout
 //!
@@ -19,6 +21,9 @@
 //! * `propagation.rs` — rounds until one key reaches every node.
 //! * `traffic.rs` — `steady` bandwidth and `probe-load` messages per member.
 //! * `detection.rs` — time to declare a crashed node dead; false deaths.
+//! * `real.rs` — `real`: N real nodes on loopback UDP (plain or
+//!   encrypted): join time, idle and write traffic, write latency, push
+//!   resends, kernel drops, false suspicions, memory.
 //! * `plot.rs` — the SVG figures.
 
 // The eval tool times its simulator runs (the simulated clusters themselves run on virtual time).
@@ -28,6 +33,7 @@ mod cluster;
 mod detection;
 mod plot;
 mod propagation;
+mod real;
 mod traffic;
 
 use std::error::Error;
@@ -71,6 +77,12 @@ pub struct Options {
     /// A file that also gets every JSON line (appended), whatever the
     /// output mode.
     pub json_file: Option<PathBuf>,
+    /// Transports of `real`.
+    pub transports: Vec<real::Sealing>,
+    /// Initial keys per node in `real`.
+    pub state: Vec<usize>,
+    /// Longest wall-clock wait for a `real` cluster to join, in seconds.
+    pub join_cap_secs: u64,
 }
 
 impl Default for Options {
@@ -87,6 +99,9 @@ impl Default for Options {
             json: false,
             plot: Some(PathBuf::from("docs/img")),
             json_file: None,
+            transports: vec![real::Sealing::Plain],
+            state: vec![0],
+            join_cap_secs: 120,
         }
     }
 }
@@ -104,15 +119,25 @@ scenarios:
   simspeed         wall time of 10,000 nodes for 60 simulated seconds
   replot FILE      redraw detection.svg from the detection lines of a
                    --json-file (e.g. after running sizes separately)
-  all              every scenario above but simspeed (the default)
+  real             N nodes in this process on loopback UDP (default 64,256):
+                   join time, idle and per-write traffic, write latency,
+                   push resends, kernel UDP drops, false suspicions, RSS.
+                   Wall clock, not simulated: figures depend on the machine
+                   and its load, so it is not part of `all`
+  all              every scenario above but simspeed and real (the default)
 
 options:
   --seeds N        trials per measurement (default 20)
   --nodes A,B,..   cluster sizes (default depends on the scenario)
   --loss A,B,..    loss rates for propagation, as 0.05 or 5% (default 0,5%,20%)
   --fresh-max N    rebuild clusters up to N nodes for every seed (default 256)
-  --secs S         simulated seconds per traffic measurement (default 60)
+  --secs S         simulated seconds per traffic measurement (default 60);
+                   for real, wall seconds of the idle and loaded windows
   --fp-secs S      simulated seconds of the false-positive run (default 600)
+  --transport A,.. real: plain, aes (AES-256-GCM), chacha
+                   (ChaCha20-Poly1305) (default plain)
+  --state A,B,..   real: keys each node sets before it starts (default 0)
+  --join-cap S     real: give up waiting for the join after S s (default 120)
   --json           one JSON object per line instead of tables
   --json-file F    also append every JSON line to file F
   --plot DIR       write SVG plots into DIR (default docs/img)
@@ -164,6 +189,16 @@ fn parse_args() -> Result<Options, String> {
             }
             "--secs" => o.measure_secs = value("--secs")?.parse().map_err(|_| "bad --secs")?,
             "--fp-secs" => o.fp_secs = value("--fp-secs")?.parse().map_err(|_| "bad --fp-secs")?,
+            "--transport" => {
+                o.transports = value("--transport")?
+                    .split(',')
+                    .map(real::Sealing::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--state" => o.state = parse_list(&value("--state")?, "state key count")?,
+            "--join-cap" => {
+                o.join_cap_secs = value("--join-cap")?.parse().map_err(|_| "bad --join-cap")?
+            }
             "--json" => o.json = true,
             "--json-file" => o.json_file = Some(PathBuf::from(value("--json-file")?)),
             "--plot" => o.plot = Some(PathBuf::from(value("--plot")?)),
@@ -326,6 +361,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "probe-load" => traffic::probe_load(&opts, &mut out),
             "budget" => traffic::budget(&opts, &mut out),
             "simspeed" => traffic::simspeed(&opts, &mut out),
+            "real" => real::run(&opts, &mut out)?,
             "replot" => {
                 if let Some(dir) = &opts.plot {
                     plot::detection_from(dir, &opts.inputs)?;
