@@ -291,6 +291,7 @@ async fn valid_but_absurd_packets_change_nothing() {
         let syn = Kind::Syn(proto::Syn {
             digest: Some(digest),
             follow_up: false,
+            announce: false,
         });
         packet(b.local_id(), vec![syn]).encode_to_vec()
     };

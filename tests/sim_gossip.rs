@@ -62,13 +62,14 @@ fn five_percent_loss_still_converges() {
     assert!(sim.stats().packets_dropped > 0, "loss was not applied");
 }
 
-/// Pushes along the broadcast tree are acknowledged and retried after a
-/// few round trips, so a lost datagram costs milliseconds: at 20% loss a
-/// write still reaches all 64 nodes within a quarter of a gossip round
-/// (50 ms), every time. (Left to anti-entropy, a node every push missed
+/// Pushes along the broadcast tree are acknowledged and resent after a
+/// wait with a floor (10 ms on a LAN) that doubles at each resend, so a
+/// lost datagram costs tens of milliseconds, not a gossip round: at 20%
+/// loss a write still reaches all 64 nodes within one gossip round
+/// (200 ms), every time. (Left to anti-entropy, a node every push missed
 /// waited one to three rounds: 200-600 ms.)
 #[test]
-fn at_twenty_percent_loss_a_write_reaches_everyone_within_a_quarter_round() {
+fn at_twenty_percent_loss_a_write_reaches_everyone_within_a_round() {
     let mut sim = cluster(64, NetConfig::default(), 4);
     assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 64)));
     // Let round-trip samples accumulate from probes.
@@ -81,10 +82,10 @@ fn at_twenty_percent_loss_a_write_reaches_everyone_within_a_quarter_round() {
         let start = sim.elapsed();
         let owner = format!("n{origin}");
         assert!(
-            sim.run_until(start + Duration::from_millis(50), |s| all_have(
+            sim.run_until(start + Duration::from_millis(200), |s| all_have(
                 s, &owner, &key, b"v"
             )),
-            "write {t} from {owner} did not reach all 64 nodes within 50 ms"
+            "write {t} from {owner} did not reach all 64 nodes within 200 ms"
         );
         sim.run_for(Duration::from_secs(1));
     }

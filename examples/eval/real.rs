@@ -43,7 +43,7 @@ use crate::{Options, Out, mean, percentile, wall};
 use scuttlewire::node::EventStream;
 use scuttlewire::seal::{Cipher, Key, Keyring, OVERHEAD};
 use scuttlewire::transport::EncryptionConfig;
-use scuttlewire::{Config, Event, Node};
+use scuttlewire::{Config, Event, Lagged, Node};
 
 /// Delay between two node starts.
 const STAGGER: Duration = Duration::from_millis(5);
@@ -161,8 +161,14 @@ struct Counters {
     packets: u64,
     bytes: u64,
     largest_packet: usize,
+    /// Tree pushes sent (first sends).
+    pushes_sent: u64,
     pushes_retried: u64,
     pushes_unacked: u64,
+    /// Tree pushes sent once, untracked, at a cap.
+    pushes_capped: u64,
+    /// Announced versions pulled.
+    pulls: u64,
     /// Tree pushes that arrived (each is answered by one `PushAck`).
     push_acks_sent: u64,
     suspicions: u64,
@@ -199,8 +205,11 @@ impl Counters {
             c.packets += e.packets_sent;
             c.bytes += e.bytes_sent;
             c.largest_packet = c.largest_packet.max(e.largest_packet_sent);
+            c.pushes_sent += e.pushes_sent;
             c.pushes_retried += e.pushes_retried;
             c.pushes_unacked += e.pushes_unacked;
+            c.pushes_capped += e.pushes_capped;
+            c.pulls += e.pulls;
             c.push_acks_sent += e.sent.push_ack;
             c.suspicions += e.suspicions_started;
             c.deaths += e.deaths_declared;
@@ -295,10 +304,10 @@ struct Run {
 async fn next_event(events: &mut EventStream, missed: &AtomicU64) -> Option<Event> {
     loop {
         match events.next().await? {
-            Event::Lagged { missed: m } => {
+            Err(Lagged { missed: m }) => {
                 missed.fetch_add(m, Ordering::Relaxed);
             }
-            e => return Some(e),
+            Ok(e) => return Some(e),
         }
     }
 }
@@ -505,7 +514,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
     let expected = (spec.n - 1) * WRITES;
     let e = &r.end;
     let resend_pct =
-        (e.push_acks_sent > 0).then(|| e.pushes_retried as f64 / e.push_acks_sent as f64 * 100.0);
+        (e.pushes_sent > 0).then(|| e.pushes_retried as f64 / e.pushes_sent as f64 * 100.0);
     let rss_node = r.peak_rss_kib.map(|k| k as f64 / n);
     let opt = |x: Option<u64>| x.map_or("-".to_owned(), |x| x.to_string());
     let join = match r.join {
@@ -572,8 +581,11 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "loaded_payload_bytes_per_node_s": load_b_s,
             "loaded_payload_bytes_per_node_per_write": per_write(load_b),
             "loaded_packets_per_node_per_write": per_write(load_pk),
+            "pushes_sent": e.pushes_sent,
             "pushes_retried": e.pushes_retried,
             "pushes_unacked": e.pushes_unacked,
+            "pushes_capped": e.pushes_capped,
+            "pulls": e.pulls,
             "push_acks_sent": e.push_acks_sent,
             "push_resend_percent": resend_pct,
             "suspicions": e.suspicions,

@@ -79,6 +79,16 @@ impl Page {
     }
 }
 
+/// Our digest line for node `key`, if we know it.
+pub(crate) fn line(members: &Members, key: u64) -> Option<Line> {
+    members.get(key).map(|k| Line {
+        key,
+        version: k.state.max_version(),
+        gc: k.state.last_gc_version(),
+        liveness: liveness(k.incarnation, state_of(k.status)),
+    })
+}
+
 /// Builds a digest page of at most `room` encoded bytes.
 ///
 /// `unknown` (nodes the sender never heard of) and `requests` (lines where
@@ -111,14 +121,7 @@ pub(crate) fn build(
             break;
         }
     }
-    let line_of = |key: u64| {
-        members.get(key).map(|k| Line {
-            key,
-            version: k.state.max_version(),
-            gc: k.state.last_gc_version(),
-            liveness: liveness(k.incarnation, state_of(k.status)),
-        })
-    };
+    let line_of = |key: u64| line(members, key);
     let mut complete = false;
     if page {
         if let Some(l) = line_of(members.me()) {

@@ -146,8 +146,19 @@ pub struct Metrics {
     /// status than ours, or a member a peer holds down that we hold up),
     /// i.e. what rumors alone failed to settle.
     pub liveness_merged: u64,
+    /// Pushes along the broadcast tree sent (first sends; resends are
+    /// [`pushes_retried`](Self::pushes_retried)).
+    pub pushes_sent: u64,
     /// Pushes along the broadcast tree sent again for want of a PushAck.
     pub pushes_retried: u64,
+    /// Tree pushes sent once, untracked, because the peer or this node had
+    /// too many unacknowledged: a sign of overload.
+    pub pushes_capped: u64,
+    /// Lazy announcements (fresh versions' digest lines) piggybacked.
+    pub announcements_sent: u64,
+    /// Announced versions pulled because the tree did not bring them in
+    /// time.
+    pub pulls: u64,
     /// Pushes along the broadcast tree given up after every retry went
     /// unanswered (the child is down, or the link is very lossy);
     /// anti-entropy repairs what they carried.

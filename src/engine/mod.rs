@@ -398,6 +398,7 @@ impl Engine {
         let _span = tracing::trace_span!("packet", %from, len = bytes.len()).entered();
         self.advance(now);
         self.receive(now, from, bytes);
+        self.push_if_due(now);
         self.arm_timers();
     }
 
@@ -500,7 +501,7 @@ impl Engine {
             Kind::Syn(syn) => self.on_syn(now, from, sender, syn),
             Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
             Kind::Ack(ack) if ack.push_id != 0 => self.on_push(now, from, sender, ack),
-            Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas),
+            Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas, false),
             Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
             Kind::Ping(p) => self.on_ping(from, sender, p),
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
@@ -529,6 +530,9 @@ impl Engine {
         }
         if self.pushes.next_due().is_some_and(|t| now >= t) {
             self.retry_pushes(now);
+        }
+        if self.pushes.next_pull().is_some_and(|t| now >= t) {
+            self.pull(now);
         }
         self.swim_timeout(now);
         if self.timers.is_due(Timer::Gossip, now) {
@@ -574,6 +578,7 @@ impl Engine {
         t.set(Timer::DeadRetry, self.dead.next_retry());
         t.set(Timer::Push, self.pushes.push_at());
         t.set(Timer::PushRetry, self.pushes.next_due());
+        t.set(Timer::Pull, self.pushes.next_pull());
     }
 
     /// Contacts one reconnect candidate, picked at random (see
@@ -644,6 +649,7 @@ impl Engine {
             .with_state(me, |s| s.set_local(key.to_owned(), value))
             .unwrap_or(0);
         self.note_fresh(me, before);
+        self.push_if_due(now);
         self.arm_timers();
         Ok(v)
     }
@@ -664,6 +670,7 @@ impl Engine {
         if v.is_some() {
             self.note_fresh(me, before);
         }
+        self.push_if_due(now);
         self.arm_timers();
         v
     }
@@ -815,7 +822,23 @@ impl Engine {
 
     /// Fills the packet's spare room with rumors (membership first, the
     /// buddy's first of all) and queues it.
-    fn finish(&mut self, mut packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
+    fn finish(&mut self, packer: Packer, to: SocketAddr, buddy: Option<&Subject>) {
+        self.finish_with(packer, to, buddy, true);
+    }
+
+    /// [`finish`](Engine::finish), with lazy announcements piggybacked
+    /// only if `announce` (not on a tree push: its receiver gets the
+    /// entries themselves).
+    pub(super) fn finish_with(
+        &mut self,
+        mut packer: Packer,
+        to: SocketAddr,
+        buddy: Option<&Subject>,
+        announce: bool,
+    ) {
+        if announce {
+            self.add_announcement(&mut packer);
+        }
         if !self.rumors.is_empty() {
             let limit = self.rumor_limit();
             let spare = Outbox::spare(&packer);
@@ -842,19 +865,18 @@ impl Engine {
     /// Whether member `peer` knows our full identity, so that our key
     /// alone names us in a packet's header. It does if the fingerprint it
     /// last reported equals ours (the fingerprint covers every healthy
-    /// member's key); if it never reported one, we assume so while the
-    /// cluster looks in sync (no divergence seen here for a while). A
-    /// wrong guess costs little: an unknown key's ping is still answered,
-    /// and gossip introduces us anyway.
-    fn knows_us(&self, peer: Option<u64>) -> bool {
+    /// member's key); otherwise we assume so while membership looks
+    /// settled (no divergence seen here for a while: fresh versions being
+    /// pushed do not count, they change fingerprints but not who knows
+    /// whom). A wrong guess costs little: an unknown key's ping is still
+    /// answered, a push still applied, and gossip introduces us anyway.
+    pub(super) fn knows_us(&self, peer: Option<u64>) -> bool {
         let mine = self.members.fingerprint();
+        let settled = !self
+            .reconciler
+            .divergence_recent(self.last_now, &self.config);
         peer.and_then(|p| self.members.get(p))
-            .is_some_and(|k| match k.fingerprint {
-                0 => !self
-                    .reconciler
-                    .divergence_recent(self.last_now, &self.config),
-                heard => heard == mine,
-            })
+            .is_some_and(|k| k.fingerprint == mine || settled)
     }
 
     /// Converts a member record from the network, refusing (and counting)

@@ -62,6 +62,10 @@ pub(super) const MIN_DELTA: usize = 16;
 /// No rumor is smaller than this, encoded, with its field header.
 pub(super) const MIN_RUMOR: usize = 12;
 
+/// Least room worth a lazy announcement: a digest's fixed part and a
+/// couple of lines, in a `Syn` with its flag.
+pub(super) const MIN_ANNOUNCE: usize = DIGEST_FIXED + 2 * FIELD + FLAG + 24;
+
 /// Encoded bytes of a digest's fixed part (fingerprint, count, flag and
 /// the four packed-array headers), rounded up.
 pub(super) const DIGEST_FIXED: usize = 9 + 6 + 2 + 4 * FIELD;

@@ -91,20 +91,21 @@ impl RttDetector {
         Some((mean, var.sqrt().max(mean / floor_div)))
     }
 
-    /// How long to wait for the answer to a push before sending it again:
-    /// two deviations above the mean round trip (the deviation at least an
-    /// eighth of the mean, so at least 1.25 round trips), within
-    /// `[1 ms, max]`; `max` until the first sample. Tighter than a probe
-    /// timeout, and one sample is enough: a needless resend costs one
-    /// datagram, a late one delays everyone downstream — at 5% loss the
-    /// last of a thousand members is typically one whose push was resent
-    /// once, so this wait is most of what loss adds to propagation.
-    pub fn retry_after(&self, max: Duration) -> Duration {
+    /// How long to wait for the answer to a push before sending it again,
+    /// as TCP's retransmission timeout is computed (RFC 6298): the mean
+    /// round trip plus four deviations (the deviation at least an eighth
+    /// of the mean), within `[floor, max]`; `initial` until the first
+    /// sample. The floor is what keeps a busy receiver from being sent
+    /// copies it has not had time to answer: on loopback a round trip is
+    /// tens of microseconds, and a retry wait of a few of them turned
+    /// every scheduling hiccup of a loaded node into resends, which loaded
+    /// it further. Each resend then doubles the wait (see `push.rs`).
+    pub fn retry_after(&self, floor: Duration, initial: Duration, max: Duration) -> Duration {
         let Some((mean, std)) = self.mean_std(1, 8.0) else {
-            return max;
+            return initial.clamp(floor.min(max), max);
         };
-        let t = Duration::from_secs_f64((mean + 2.0 * std).min(max.as_secs_f64()));
-        t.clamp(Duration::from_millis(1).min(max), max)
+        let t = Duration::from_secs_f64((mean + 4.0 * std).min(max.as_secs_f64()));
+        t.clamp(floor.min(max), max)
     }
 }
 

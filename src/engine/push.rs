@@ -1,22 +1,38 @@
-//! Pushing fresh changes: a node that learns a new version forwards it at
-//! once (batched over `push_delay`) instead of waiting for anti-entropy.
+//! Pushing fresh changes: a node that learns a new version by a push (or
+//! writes one) forwards it at once, instead of waiting for anti-entropy.
+//! A push leaves as soon as it is made when the node has pushed nothing
+//! for `push_delay`; changes made within that delay of the last push are
+//! batched into the next one, so a busy node sends fewer, fuller packets
+//! and an idle one adds no delay.
 //!
-//! Two paths carry a push:
-//! - the **broadcast tree**: the healthy members in key order, rotated to
-//!   start at the changed node, read as a complete [`TREE_FANOUT`]-ary
-//!   tree. Every member holding the same membership computes the same tree,
-//!   so each member is sent the change once, in about log₄ N hops, with no
-//!   one left out by chance. Tree pushes are acknowledged (`PushAck`) and
-//!   retried after a timeout drawn from the measured round-trip time, so a
-//!   lost datagram costs a few milliseconds, not a gossip round;
-//! - `push_fanout` **random peers**, unacknowledged: they cover members
-//!   whose view of the tree differs (a join or a death not yet known
-//!   everywhere) and give every member several chances.
+//! Two paths carry the news (Plumtree, Leitão et al. 2007, as iroh-gossip
+//! uses it):
+//! - the **broadcast tree** carries the entries: the healthy members in key
+//!   order, rotated to start at the changed node, read as a complete
+//!   [`TREE_FANOUT`]-ary tree. Every member holding the same membership
+//!   computes the same tree, so each member is sent the change once, in
+//!   about log₄ N hops, with no one left out by chance. Tree pushes are
+//!   acknowledged (`PushAck`) and resent after a wait with a floor that
+//!   doubles at every resend (RFC 6298's and RFC 9002's rules), at most
+//!   [`PEER_CAP`] unacknowledged per peer and [`PENDING_CAP`] per node:
+//!   past a cap a push is sent once, untracked, so an overloaded peer is
+//!   never sent more because it is slow;
+//! - **lazy announcements** carry only (node, version) lines: each fresh
+//!   version rides, as a `Syn` marked `announce`, on the next
+//!   `push_fanout` packets this node sends anyway (probes, acks, pushes).
+//!   A member whose view of the tree differs (a join or a death not yet
+//!   known everywhere) learns of the version this way, waits a moment for
+//!   the tree to deliver it, and pulls it from the announcer if it still
+//!   lacks it.
 //!
-//! Whatever both miss, anti-entropy repairs.
+//! Versions learned by anti-entropy are not pushed again: they are old
+//! news everywhere else, and re-pushing them is what made a join with
+//! initial state cost O(N²) datagrams. Whatever both paths miss,
+//! anti-entropy repairs.
 //!
 //! [`Pushes`] owns the room's state (the fresh changes, the batching
-//! deadline, the pending tree pushes and their retry schedule); the
+//! deadline, the pending tree pushes and their resend schedule, the
+//! announcements to piggyback and the versions awaited after one); the
 //! `impl Engine` part builds the deltas from the member table and sends
 //! through the outbox.
 
@@ -25,36 +41,43 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Engine;
-use super::digest::Line;
+use super::digest::{self, Line};
 use super::observation::Observation;
-use super::outbox::Outbox;
+use super::outbox::{FIELD, FLAG, MIN_ANNOUNCE, Outbox};
+use crate::wire::Packer;
 use crate::wire::proto::{self, message::Kind};
 
 /// Children per node in the broadcast tree.
 pub(super) const TREE_FANOUT: usize = 4;
 
-/// Sends of one tree push before it is given up (the first and retries).
+/// Sends of one tree push before it is given up (the first and resends).
 const PUSH_TRIES: u8 = 8;
 
 /// Sends after which a silent child's own children are sent the push too
-/// (at 20% loss all five are lost once in 3,000 pushes; a child that
-/// silent is more likely down).
+/// (a child that silent is more likely down than slow).
 const ADOPT_AFTER: u8 = 5;
 
-/// Unacknowledged tree pushes kept for retry; beyond this the oldest is
-/// given up (anti-entropy still repairs what it carried).
-const PENDING_CAP: usize = 1024;
+/// Unacknowledged tree pushes kept for resending, per node; past this a
+/// push is sent once, untracked (anti-entropy repairs what is lost).
+pub(super) const PENDING_CAP: usize = 256;
+
+/// Unacknowledged tree pushes per peer; past this a push to that peer is
+/// sent once, untracked: a peer that is slow to answer is sent nothing
+/// more because it is slow.
+pub(super) const PEER_CAP: u32 = 8;
+
+/// Fresh versions waiting to be announced; the oldest go first past this.
+const ANNOUNCE_CAP: usize = 512;
+
+/// Announced versions waited for; past this, announcements are ignored
+/// (anti-entropy still finds what is missing).
+const WANT_CAP: usize = 1024;
 
 /// The wait after the `sends`-th send of a tree push, in retry waits:
-/// 1, 1, 1, 1, then doubling (2, 4, 8). A datagram lost at random is
-/// answered by the next send, and at 20% loss one in 600 pushes needs a
-/// fifth send: doubling from the second (1, 1, 2, 4, 8, ...) made that
-/// member wait 8 retry waits (~30 ms on a LAN) instead of 4, and the
-/// slowest member of a thousand set the propagation time. Backing off
-/// starts once the silence looks like a paused or overloaded peer, when
-/// its children are sent the push too ([`ADOPT_AFTER`]).
+/// doubling from the first (1, 2, 4, ...), as TCP and QUIC back off, so
+/// a peer that is merely slow is sent a copy less and less often.
 fn retry_factor(sends: u8) -> u32 {
-    1 << sends.saturating_sub(ADOPT_AFTER - 1).min(8)
+    1 << sends.saturating_sub(1).min(8)
 }
 
 /// A tree push waiting for its `PushAck`.
@@ -76,6 +99,7 @@ struct PendingPush {
 /// A tree push to send again.
 struct Resend {
     to: SocketAddr,
+    peer: u64,
     id: u32,
     deltas: Vec<proto::NodeDelta>,
 }
@@ -87,19 +111,46 @@ struct Orphaned {
     deltas: Vec<proto::NodeDelta>,
 }
 
-/// The push room's state: the changes not pushed yet and the tree pushes
-/// waiting for their acknowledgement.
+/// A version announced to us that we lack, and whom to ask for it.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    version: u64,
+    from: SocketAddr,
+}
+
+/// A fresh version to announce, and to how many more packets.
+#[derive(Debug, Clone, Copy)]
+struct Announcement {
+    key: u64,
+    left: usize,
+}
+
+/// The push room's state: the changes not pushed yet, the tree pushes
+/// waiting for their acknowledgement, the announcements to piggyback and
+/// the announced versions waited for.
 #[derive(Debug, Default)]
 pub(super) struct Pushes {
     /// Nodes whose state advanced since the last push, with the version
     /// they were at before (in key order, so pushes replay).
     fresh: BTreeMap<u64, u64>,
-    /// When the fresh changes are pushed (the end of the batching delay).
+    /// When the fresh changes are pushed (at once, or at the end of the
+    /// batching delay after the last push).
     push_at: Option<Instant>,
+    /// When the last push was made.
+    last_push: Option<Instant>,
     pending: Vec<PendingPush>,
     /// (due, id) of every pending push.
     dues: BTreeSet<(Instant, u32)>,
+    /// Pending pushes per peer.
+    per_peer: BTreeMap<u64, u32>,
     next_id: u32,
+    /// Fresh versions to announce, oldest first.
+    announce: Vec<Announcement>,
+    /// Announced versions we lack, by node key, with their dues in order.
+    wanted: BTreeMap<u64, Want>,
+    want_dues: BTreeSet<(Instant, u64)>,
+    /// When an overload warning was last logged.
+    warned: Option<Instant>,
 }
 
 impl Pushes {
@@ -108,24 +159,42 @@ impl Pushes {
         self.push_at
     }
 
-    /// When the next retry is due, if any push is pending.
+    /// When the next resend is due, if any push is pending.
     pub fn next_due(&self) -> Option<Instant> {
         self.dues.first().map(|&(t, _)| t)
     }
 
-    /// Notes that node `key` advanced past `before`; the batch is pushed
-    /// at `at` if none is waiting yet.
-    fn note(&mut self, key: u64, before: u64, at: Instant) {
+    /// When the next announced version is to be pulled, if one is awaited.
+    pub fn next_pull(&self) -> Option<Instant> {
+        self.want_dues.first().map(|&(t, _)| t)
+    }
+
+    /// Notes that node `key` advanced past `before` at `now`: pushed at
+    /// once if nothing was pushed within `delay`, else batched with what
+    /// else changes until `delay` after the last push.
+    fn note(&mut self, key: u64, before: u64, now: Instant, delay: Duration) {
         self.fresh.entry(key).or_insert(before);
         if self.push_at.is_none() {
+            let at = self.last_push.map_or(now, |t| (t + delay).max(now));
             self.push_at = Some(at);
         }
     }
 
-    /// Takes the fresh changes, in key order, ending the batch.
-    fn take_fresh(&mut self) -> Vec<(u64, u64)> {
+    /// Takes the fresh changes, in key order, ending the batch; they are
+    /// queued for announcement to `fanout` packets.
+    fn take_fresh(&mut self, now: Instant, fanout: usize) -> Vec<(u64, u64)> {
         self.push_at = None;
-        std::mem::take(&mut self.fresh).into_iter().collect()
+        self.last_push = Some(now);
+        let fresh: Vec<(u64, u64)> = std::mem::take(&mut self.fresh).into_iter().collect();
+        if fanout > 0 {
+            for &(key, _) in &fresh {
+                self.announce.retain(|a| a.key != key);
+                self.announce.push(Announcement { key, left: fanout });
+            }
+            let over = self.announce.len().saturating_sub(ANNOUNCE_CAP);
+            self.announce.drain(..over);
+        }
+        fresh
     }
 
     fn id(&mut self) -> u32 {
@@ -133,8 +202,14 @@ impl Pushes {
         self.next_id
     }
 
-    /// Remembers a tree push for retry at `due`; returns its id and
-    /// whether the oldest pending push was given up to make room.
+    /// Whether a push to `peer` may be tracked for resending: neither the
+    /// peer nor the node is at its cap of unacknowledged pushes.
+    fn may_track(&self, peer: u64) -> bool {
+        self.pending.len() < PENDING_CAP
+            && self.per_peer.get(&peer).copied().unwrap_or(0) < PEER_CAP
+    }
+
+    /// Remembers a tree push for resending at `due`; returns its id.
     fn track(
         &mut self,
         now: Instant,
@@ -143,14 +218,10 @@ impl Pushes {
         peer: u64,
         roots: Vec<u64>,
         deltas: Vec<proto::NodeDelta>,
-    ) -> (u32, bool) {
-        let evicted = self.pending.len() >= PENDING_CAP;
-        if evicted {
-            let old = self.pending.remove(0);
-            self.dues.remove(&(old.due, old.id));
-        }
+    ) -> u32 {
         let id = self.id();
         self.dues.insert((due, id));
+        *self.per_peer.entry(peer).or_default() += 1;
         self.pending.push(PendingPush {
             id,
             to,
@@ -162,20 +233,32 @@ impl Pushes {
             sent: now,
             due,
         });
-        (id, evicted)
+        id
     }
 
-    /// Stops retrying push `id`; returns how long it waited and whether
+    /// Forgets pending push `p` in the indexes.
+    fn untrack(&mut self, p: &PendingPush) {
+        self.dues.remove(&(p.due, p.id));
+        if let Some(n) = self.per_peer.get_mut(&p.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&p.peer);
+            }
+        }
+    }
+
+    /// Stops resending push `id`; returns how long it waited and whether
     /// it was answered on its first send.
     fn acked(&mut self, id: u32, now: Instant) -> Option<(Duration, bool)> {
         let i = self.pending.iter().position(|p| p.id == id)?;
         let p = self.pending.swap_remove(i);
-        self.dues.remove(&(p.due, p.id));
+        self.untrack(&p);
         Some((now.saturating_duration_since(p.sent), p.tries == 1))
     }
 
     /// The overdue pushes at `now`, in pending order: those to send again
-    /// (each rescheduled `wait` times its [`retry_factor`] later), those
+    /// (each rescheduled `wait` times its [`retry_factor`] later, at most
+    /// `max_wait`), those
     /// whose peer's children must now be sent them, and how many were
     /// given up (after [`PUSH_TRIES`] sends, or when `healthy` says the
     /// peer is down).
@@ -183,6 +266,7 @@ impl Pushes {
         &mut self,
         now: Instant,
         wait: Duration,
+        max_wait: Duration,
         healthy: impl Fn(u64) -> bool,
     ) -> (Vec<Resend>, Vec<Orphaned>, u64) {
         let (mut resend, mut orphaned, mut given_up) = (Vec::new(), Vec::new(), 0);
@@ -204,16 +288,17 @@ impl Pushes {
             }
             if give_up {
                 let p = self.pending.swap_remove(i);
-                self.dues.remove(&(p.due, p.id));
+                self.untrack(&p);
                 given_up += 1;
                 continue;
             }
             self.dues.remove(&(p.due, p.id));
             p.tries += 1;
-            p.due = now + wait * retry_factor(p.tries);
+            p.due = now + (wait * retry_factor(p.tries)).min(max_wait);
             self.dues.insert((p.due, p.id));
             resend.push(Resend {
                 to: p.to,
+                peer: p.peer,
                 id: p.id,
                 deltas: p.deltas.clone(),
             });
@@ -221,64 +306,119 @@ impl Pushes {
         }
         (resend, orphaned, given_up)
     }
+
+    /// Whether fresh versions wait to be announced.
+    pub fn has_announcements(&self) -> bool {
+        !self.announce.is_empty()
+    }
+
+    /// The node keys to announce on the next packet, oldest first, at most
+    /// `max`; each counts one more announcement.
+    fn take_announcements(&mut self, max: usize) -> Vec<u64> {
+        let n = self.announce.len().min(max);
+        let keys = self.announce[..n].iter().map(|a| a.key).collect();
+        for a in &mut self.announce[..n] {
+            a.left -= 1;
+        }
+        self.announce.retain(|a| a.left > 0);
+        keys
+    }
+
+    /// Waits for `version` of node `key`, announced by `from`, until `due`.
+    fn want(&mut self, key: u64, version: u64, from: SocketAddr, due: Instant) {
+        if let Some(w) = self.wanted.get_mut(&key) {
+            // Already waiting: keep the deadline, ask for the newest.
+            w.version = w.version.max(version);
+            return;
+        }
+        if self.wanted.len() >= WANT_CAP {
+            return;
+        }
+        self.wanted.insert(key, Want { version, from });
+        self.want_dues.insert((due, key));
+    }
+
+    /// The announced versions due at `now`, grouped by announcer (in
+    /// announcer order), with the version each waited for.
+    fn pulls_due(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<(u64, u64)>)> {
+        let mut by_from: BTreeMap<SocketAddr, Vec<(u64, u64)>> = BTreeMap::new();
+        while let Some(&(t, key)) = self.want_dues.first() {
+            if now < t {
+                break;
+            }
+            self.want_dues.pop_first();
+            if let Some(w) = self.wanted.remove(&key) {
+                by_from.entry(w.from).or_default().push((key, w.version));
+            }
+        }
+        by_from.into_iter().collect()
+    }
+
+    /// Whether to log an overload warning now (at most once per `every`).
+    fn should_warn(&mut self, now: Instant, every: Duration) -> bool {
+        if self
+            .warned
+            .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            return false;
+        }
+        self.warned = Some(now);
+        true
+    }
 }
 
+/// Announcement lines piggybacked on one packet, at most.
+const ANNOUNCE_PER_PACKET: usize = 32;
+
+/// How often an overloaded node says so, at most.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
 impl Engine {
-    /// Remembers that node `key` advanced past `before`, to push the news
-    /// after `push_delay` (batching what changes meanwhile).
+    /// Remembers that node `key` advanced past `before` (by a local write
+    /// or a push), to push the news at once or with the next batch.
     pub(super) fn note_fresh(&mut self, key: u64, before: u64) {
-        self.diverged();
+        self.reconciler.fresh(self.last_now);
         if self.config.push_fanout == 0 || self.leaving {
             return;
         }
-        let at = self.last_now + self.config.push_delay;
-        self.pushes.note(key, before, at);
+        self.pushes
+            .note(key, before, self.last_now, self.config.push_delay);
+    }
+
+    /// Pushes the fresh changes if their batch is due at `now` (at the end
+    /// of an input, so a push made while idle leaves at once).
+    pub(super) fn push_if_due(&mut self, now: Instant) {
+        if self.pushes.push_at().is_some_and(|t| now >= t) {
+            self.push_fresh(now);
+        }
     }
 
     /// Pushes the fresh changes as deltas to our children in each changed
-    /// node's broadcast tree (acknowledged) and to `push_fanout` random
-    /// peers (not). Each node forwards each new version once, when it first
-    /// learns it.
+    /// node's broadcast tree (acknowledged), and queues them for lazy
+    /// announcement. Each node forwards each new version once, when it
+    /// first learns it.
     pub(super) fn push_fresh(&mut self, now: Instant) {
-        let fresh = self.pushes.take_fresh();
+        let fresh = self.pushes.take_fresh(now, self.config.push_fanout);
         if fresh.is_empty() {
             return;
         }
-        // Who gets what: (peer, the fresh nodes whose tree has it as our
-        // child, whether it was also drawn at random). Tree pushes carry
-        // their roots' changes; random ones carry all.
         let me = self.members.me();
         let roots = fresh.iter().enumerate().map(|(i, &(key, _))| (i, key));
-        let mut targets: Vec<(u64, Vec<usize>, bool)> = self
-            .children_in_trees(me, roots)
-            .into_iter()
-            .map(|(child, tree)| (child, tree, false))
-            .collect();
-        let random = self
-            .members
-            .random_peers(&mut self.rng, self.config.push_fanout, None);
-        for peer in random {
-            match targets.iter_mut().find(|t| t.0 == peer) {
-                Some(t) => t.2 = true,
-                None => targets.push((peer, Vec::new(), true)),
-            }
-        }
+        let targets = self.children_in_trees(me, roots);
         let Some(packer) = self.outbox.start(false) else {
             return;
         };
         let room = Outbox::body_room(&packer);
-        let all: Vec<usize> = (0..fresh.len()).collect();
         // Deltas per distinct set of fresh nodes (usually one set: all).
         let mut built: Vec<(Vec<usize>, Vec<proto::NodeDelta>)> = Vec::new();
-        for (peer, tree, random) in targets {
+        for (peer, tree) in targets {
             let Some(to) = self.members.get(peer).map(|k| k.id.addr) else {
                 continue;
             };
-            let which = if random { &all } else { &tree };
-            let deltas = match built.iter().find(|b| b.0 == *which) {
+            let deltas = match built.iter().find(|b| b.0 == tree) {
                 Some(b) => b.1.clone(),
                 None => {
-                    let lines = which
+                    let lines = tree
                         .iter()
                         .map(|&i| {
                             let (key, from) = fresh[i];
@@ -293,31 +433,40 @@ impl Engine {
                         })
                         .collect();
                     let d = self.build_deltas(lines, room);
-                    built.push((which.clone(), d.clone()));
+                    built.push((tree.clone(), d.clone()));
                     d
                 }
             };
             if deltas.is_empty() {
                 continue;
             }
-            let push_id = if tree.is_empty() {
-                0
-            } else {
-                let roots = tree.iter().map(|&i| fresh[i].0).collect();
-                self.track_push(now, to, peer, roots, deltas.clone())
-            };
-            self.send_push(to, push_id, deltas);
+            let roots = tree.iter().map(|&i| fresh[i].0).collect();
+            let push_id = self.track_push(now, to, peer, roots, deltas.clone());
+            self.metrics.pushes_sent += 1;
+            self.send_push(to, peer, push_id, deltas);
         }
     }
 
-    fn send_push(&mut self, to: SocketAddr, push_id: u32, deltas: Vec<proto::NodeDelta>) {
+    fn send_push(
+        &mut self,
+        to: SocketAddr,
+        peer: u64,
+        push_id: u32,
+        deltas: Vec<proto::NodeDelta>,
+    ) {
         let msg = proto::Message {
             kind: Some(Kind::Ack(proto::Ack { deltas, push_id })),
         };
-        self.send(to, None, vec![msg], None);
+        let Some(mut packer) = self.outbox.start(self.knows_us(Some(peer))) else {
+            return;
+        };
+        self.outbox.add(&mut packer, msg);
+        self.finish_with(packer, to, None, false);
     }
 
-    /// Remembers a tree push for retry; returns its id.
+    /// Remembers a tree push for resending; returns its id, or 0 (an
+    /// untracked push, not acknowledged) if the peer or this node is at
+    /// its cap of unacknowledged pushes.
     fn track_push(
         &mut self,
         now: Instant,
@@ -326,22 +475,43 @@ impl Engine {
         roots: Vec<u64>,
         deltas: Vec<proto::NodeDelta>,
     ) -> u32 {
-        let due = now + self.push_retry_after();
-        let (id, evicted) = self.pushes.track(now, due, to, peer, roots, deltas);
-        if evicted {
-            self.metrics.pushes_unacked += 1;
+        if !self.pushes.may_track(peer) {
+            self.metrics.pushes_capped += 1;
+            self.warn_overload(now, "unacknowledged pushes at their cap");
+            return 0;
         }
-        id
+        let due = now + self.push_retry_after();
+        self.pushes.track(now, due, to, peer, roots, deltas)
     }
 
     /// How long a tree push waits for its `PushAck` before it is sent
-    /// again: from the round-trip times measured on probes and pushes
-    /// (a tenth of `probe_timeout` until there are enough of them).
+    /// again (then doubling): the measured round trip plus four
+    /// deviations, at least a fiftieth of `probe_timeout` (10 ms on a
+    /// LAN), at most `probe_timeout`; a tenth of it before any round trip
+    /// was measured.
     fn push_retry_after(&self) -> Duration {
-        self.rtt.retry_after(self.config.probe_timeout / 10)
+        let t = self.config.probe_timeout;
+        self.rtt.retry_after(t / 50, t / 10, t)
     }
 
-    /// A tree push arrived: acknowledge it, then apply what it carries.
+    /// Logs, at most once per [`WARN_EVERY`], that this node is
+    /// overloaded and why: a cluster that slows down says so.
+    fn warn_overload(&mut self, now: Instant, cause: &'static str) {
+        if self.pushes.should_warn(now, WARN_EVERY) {
+            let m = &self.metrics;
+            tracing::warn!(
+                cause,
+                resends = m.pushes_retried,
+                capped = m.pushes_capped,
+                given_up = m.pushes_unacked,
+                "peers are slow to acknowledge pushes: dissemination slows down \
+                 (anti-entropy repairs); check CPU and network load"
+            );
+        }
+    }
+
+    /// A tree push arrived: acknowledge it (if it asks), then apply what
+    /// it carries, forwarding what is new along the tree.
     pub(super) fn on_push(
         &mut self,
         now: Instant,
@@ -349,17 +519,19 @@ impl Engine {
         sender: Option<u64>,
         push: proto::Ack,
     ) {
-        let msg = proto::Message {
-            kind: Some(Kind::PushAck(proto::PushAck {
-                push_id: push.push_id,
-            })),
-        };
-        self.send(from, sender, vec![msg], None);
-        self.apply_deltas(now, &push.deltas);
+        if push.push_id != 0 {
+            let msg = proto::Message {
+                kind: Some(Kind::PushAck(proto::PushAck {
+                    push_id: push.push_id,
+                })),
+            };
+            self.send(from, sender, vec![msg], None);
+        }
+        self.apply_deltas(now, &push.deltas, true);
     }
 
-    /// A tree push arrived: stop retrying it. A first-try answer is also a
-    /// round-trip sample (a retried one is ambiguous, as in Karn's rule).
+    /// A tree push arrived: stop resending it. A first-try answer is also
+    /// a round-trip sample (a resent one is ambiguous, as in Karn's rule).
     /// Matched by id alone, as probe acks are by sequence number: a
     /// multi-homed peer may answer from another address than the one we
     /// sent to.
@@ -374,24 +546,99 @@ impl Engine {
     }
 
     /// Sends the overdue tree pushes again, after waits of
-    /// [`retry_factor`] times the retry wait: random loss is best met by
-    /// retrying soon, a peer that stays silent (paused, overloaded) by
-    /// backing off. After [`ADOPT_AFTER`] silent sends the peer's children
-    /// in the tree are sent the push as well (a crashed member not yet
-    /// declared dead must not cut its subtree off); after [`PUSH_TRIES`],
-    /// or once the peer is no longer healthy, the push is given up.
+    /// [`retry_factor`] times the retry wait, each at most four
+    /// `probe_timeout`s: a peer that stays silent (paused, overloaded) is
+    /// sent copies less and less often. After
+    /// [`ADOPT_AFTER`] silent sends the peer's children in the tree are
+    /// sent the push as well (a crashed member not yet declared dead must
+    /// not cut its subtree off); after [`PUSH_TRIES`], or once the peer is
+    /// no longer healthy, the push is given up.
     pub(super) fn retry_pushes(&mut self, now: Instant) {
         let wait = self.push_retry_after();
         let members = &self.members;
         let healthy = |peer| members.get(peer).is_some_and(|k| k.status.is_healthy());
-        let (resend, orphaned, given_up) = self.pushes.due(now, wait, healthy);
+        let max_wait = self.config.probe_timeout * 4;
+        let (resend, orphaned, given_up) = self.pushes.due(now, wait, max_wait, healthy);
         self.metrics.pushes_unacked += given_up;
+        if resend.len() > 1 || given_up > 0 {
+            self.warn_overload(now, "pushes resent");
+        }
         for r in resend {
             self.metrics.pushes_retried += 1;
-            self.send_push(r.to, r.id, r.deltas);
+            self.send_push(r.to, r.peer, r.id, r.deltas);
         }
         for o in orphaned {
             self.adopt_children(now, o.peer, &o.roots, &o.deltas);
+        }
+    }
+
+    /// Adds to `packer` a lazy announcement of the fresh versions waiting
+    /// for one, if any and if it fits: the announcement rides on a packet
+    /// that is sent anyway.
+    pub(super) fn add_announcement(&mut self, packer: &mut Packer) {
+        if !self.pushes.has_announcements() {
+            return;
+        }
+        let room = Outbox::body_room(packer);
+        if room < MIN_ANNOUNCE {
+            return;
+        }
+        let keys = self.pushes.take_announcements(ANNOUNCE_PER_PACKET);
+        let lines: Vec<Line> = keys
+            .into_iter()
+            .filter_map(|k| digest::line(&self.members, k))
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        let digest_room = room - FIELD - FLAG;
+        let digest = digest::build(&self.members, &lines, &[], false, digest_room, &mut 0);
+        if digest.nodes.is_empty() {
+            return;
+        }
+        let msg = proto::Message {
+            kind: Some(Kind::Syn(proto::Syn {
+                digest: Some(digest),
+                follow_up: false,
+                announce: true,
+            })),
+        };
+        self.metrics.announcements_sent += 1;
+        self.outbox.add(packer, msg);
+    }
+
+    /// A lazy announcement from `from`: the versions it lists that we lack
+    /// are waited for (the tree should bring them), then pulled.
+    pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, d: &proto::Digest) {
+        let due = now + self.config.probe_timeout / 5;
+        for line in digest::lines(d) {
+            // A node we do not know: anti-entropy introduces it.
+            let Some(k) = self.members.get(line.key) else {
+                continue;
+            };
+            if k.state.max_version() < line.version {
+                self.pushes.want(line.key, line.version, from, due);
+            }
+        }
+    }
+
+    /// Pulls the announced versions still missing after their wait: a
+    /// follow-up `Syn` to each announcer listing our own versions of those
+    /// nodes, answered with the deltas.
+    pub(super) fn pull(&mut self, now: Instant) {
+        for (from, wanted) in self.pushes.pulls_due(now) {
+            let requests: Vec<Line> = wanted
+                .iter()
+                .filter_map(|&(key, version)| {
+                    let l = digest::line(&self.members, key)?;
+                    (l.version < version).then_some(l)
+                })
+                .collect();
+            if requests.is_empty() {
+                continue;
+            }
+            self.metrics.pulls += requests.len() as u64;
+            self.send_syn(from, &requests, &[], true);
         }
     }
 
@@ -410,7 +657,7 @@ impl Engine {
                 continue;
             };
             let id = self.track_push(now, to, child, roots, deltas.to_vec());
-            self.send_push(to, id, deltas.to_vec());
+            self.send_push(to, child, id, deltas.to_vec());
         }
     }
 

@@ -70,6 +70,8 @@ pub(super) struct Reconciler {
     cursor: usize,
     /// Last evidence that peers may disagree with us.
     last_divergence: Instant,
+    /// When we last learned (or wrote) a version that is being pushed.
+    last_fresh: Option<Instant>,
 }
 
 impl Reconciler {
@@ -77,12 +79,27 @@ impl Reconciler {
         Reconciler {
             cursor: 0,
             last_divergence: now,
+            last_fresh: None,
         }
     }
 
     /// The digest page cursor.
     fn cursor(&mut self) -> &mut usize {
         &mut self.cursor
+    }
+
+    /// Notes that a version was learned or written at `now` and is being
+    /// pushed: the differences that causes are the pushes' to repair.
+    pub fn fresh(&mut self, now: Instant) {
+        self.last_fresh = Some(now);
+    }
+
+    /// Whether pushes of versions learned lately may still be on their
+    /// way (within two gossip intervals of the last one), so a fingerprint
+    /// that differs is no evidence of divergence yet.
+    fn settling(&self, now: Instant, config: &Config) -> bool {
+        self.last_fresh
+            .is_some_and(|t| now.saturating_duration_since(t) < config.gossip_interval * 2)
     }
 
     /// Notes evidence, at `now`, that this node and its peers may disagree.
@@ -162,7 +179,11 @@ impl Engine {
         if let Some(p) = peer {
             self.members.heard_fingerprint(p, fingerprint);
         }
-        if fingerprint != self.members.fingerprint() {
+        // While versions we just learned are still being pushed, peers
+        // differ for a few round trips; that is no reason for digests.
+        if fingerprint != self.members.fingerprint()
+            && !self.reconciler.settling(self.last_now, &self.config)
+        {
             self.diverged();
         }
     }
@@ -200,6 +221,7 @@ impl Engine {
             kind: Some(Kind::Syn(proto::Syn {
                 digest: Some(digest),
                 follow_up,
+                announce: false,
             })),
         };
         self.outbox.add(&mut packer, msg);
@@ -215,6 +237,10 @@ impl Engine {
     ) {
         let Some(d) = syn.digest else { return };
         self.heard_fingerprint(sender, d.fingerprint);
+        if syn.announce {
+            self.on_announce(now, from, &d);
+            return;
+        }
         if !syn.follow_up && d.fingerprint == self.members.fingerprint() {
             self.metrics.in_sync += 1;
             return;
@@ -266,7 +292,7 @@ impl Engine {
         sender: Option<u64>,
         sa: proto::SynAck,
     ) {
-        self.apply_deltas(now, &sa.deltas);
+        self.apply_deltas(now, &sa.deltas, false);
         let Some(d) = sa.digest else { return };
         self.heard_fingerprint(sender, d.fingerprint);
         let mut cmp = self.compare(&d);
@@ -472,7 +498,11 @@ impl Engine {
     }
 
     /// Applies deltas from a peer, raising events for what changed.
-    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: &[proto::NodeDelta]) {
+    ///
+    /// `pushed`: they came by a tree push, so what is new is pushed on to
+    /// our children. Versions learned by anti-entropy are not: they are
+    /// old news elsewhere (the exchange found them missing here).
+    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: &[proto::NodeDelta], pushed: bool) {
         let mut changes = Vec::new();
         for d in deltas {
             let Some(id) = self.node_id(d.node.as_ref()) else {
@@ -495,7 +525,12 @@ impl Engine {
             }
             let after = self.members.get(key).map_or(0, |k| k.state.max_version());
             if after > before {
-                self.note_fresh(key, before);
+                if pushed {
+                    self.note_fresh(key, before);
+                } else {
+                    // Others may lack it too: keep anti-entropy going.
+                    self.diverged();
+                }
             }
             for c in changes.drain(..) {
                 self.events.push_back(match c {

@@ -627,6 +627,7 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         let syn = Kind::Syn(proto::Syn {
             digest: Some(digest),
             follow_up: false,
+            announce: false,
         });
         let now = net.now;
         net.nodes[0].handle_packet(now, addr(5), &encode(&cluster, &peer, vec![syn]));
@@ -727,16 +728,24 @@ fn peers_in_sync_name_themselves_by_key_on_probes() {
 }
 
 #[test]
-fn a_peer_out_of_sync_gets_the_full_id() {
+fn a_peer_out_of_sync_on_membership_gets_the_full_id() {
     let mut net = net(2, 1400);
     assert!(net.run_until(Duration::from_secs(10), Harness::converged));
     let n1 = net.nodes[1].local_id().key();
     // Let node 0 hear node 1's fingerprint on a probe.
     net.run_for(Duration::from_secs(130));
     assert!(net.nodes[0].knows_us(Some(n1)));
-    // Node 0 changes: node 1's last reported fingerprint no longer matches.
+    // Node 0 writes: node 1's last reported fingerprint no longer matches,
+    // but a write changes no one's knowledge of who node 0 is.
     net.nodes[0].set(net.now, "new", "1").unwrap();
+    assert!(net.nodes[0].knows_us(Some(n1)));
+    // A member joins: membership is in flux, so node 0 names itself in
+    // full until it settles.
+    net.add(0);
+    assert!(net.run_until(Duration::from_secs(1), |h| h.nodes[0].member_count() == 3));
     assert!(!net.nodes[0].knows_us(Some(n1)));
+    net.run_for(Duration::from_secs(30));
+    assert!(net.nodes[0].knows_us(Some(n1)));
 }
 
 #[test]

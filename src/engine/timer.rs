@@ -30,9 +30,11 @@ pub(super) enum Timer {
     Push,
     /// The earliest resend of an unacknowledged tree push.
     PushRetry,
+    /// The earliest pull of an announced version the tree did not bring.
+    Pull,
 }
 
-const TIMERS: usize = 10;
+const TIMERS: usize = 11;
 
 impl Timer {
     fn slot(self) -> usize {

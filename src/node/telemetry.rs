@@ -48,7 +48,11 @@ const DEAD_TOLD: &str = "scuttlewire_dead_told_total";
 const UNROUTABLE: &str = "scuttlewire_unroutable_ids_total";
 const RECONNECTS: &str = "scuttlewire_reconnects_total";
 const LIVENESS_MERGED: &str = "scuttlewire_liveness_merged_total";
+const PUSHES: &str = "scuttlewire_pushes_total";
 const PUSH_RETRIES: &str = "scuttlewire_push_retries_total";
+const PUSH_CAPPED: &str = "scuttlewire_push_capped_total";
+const ANNOUNCEMENTS: &str = "scuttlewire_announcements_total";
+const PULLS: &str = "scuttlewire_pulls_total";
 const PUSH_UNACKED: &str = "scuttlewire_push_unacked_total";
 
 /// Gauge names.
@@ -285,7 +289,11 @@ const COUNTERS: &[Series] = &[
     series(UNROUTABLE, &[], |t| Some(t.engine.unroutable_ids)),
     series(RECONNECTS, &[], |t| Some(t.engine.reconnects)),
     series(LIVENESS_MERGED, &[], |t| Some(t.engine.liveness_merged)),
+    series(PUSHES, &[], |t| Some(t.engine.pushes_sent)),
     series(PUSH_RETRIES, &[], |t| Some(t.engine.pushes_retried)),
+    series(PUSH_CAPPED, &[], |t| Some(t.engine.pushes_capped)),
+    series(ANNOUNCEMENTS, &[], |t| Some(t.engine.announcements_sent)),
+    series(PULLS, &[], |t| Some(t.engine.pulls)),
     series(PUSH_UNACKED, &[], |t| Some(t.engine.pushes_unacked)),
 ];
 
@@ -411,6 +419,30 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Membership claims taken from digests that rumors had not delivered",
+    ),
+    (
+        PUSHES,
+        Kind::Counter,
+        Unit::Count,
+        "Broadcast-tree pushes sent (first sends)",
+    ),
+    (
+        PUSH_CAPPED,
+        Kind::Counter,
+        Unit::Count,
+        "Broadcast-tree pushes sent once, untracked, because a peer or this node had too many unacknowledged (overload)",
+    ),
+    (
+        ANNOUNCEMENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Lazy announcements of fresh versions piggybacked on packets",
+    ),
+    (
+        PULLS,
+        Kind::Counter,
+        Unit::Count,
+        "Announced versions pulled because the broadcast tree did not bring them in time",
     ),
     (
         PUSH_RETRIES,

@@ -124,6 +124,7 @@ pub(crate) fn message() -> impl Strategy<Value = proto::Message> {
         (digest(), any::<bool>()).prop_map(|(d, follow_up)| Kind::Syn(proto::Syn {
             digest: Some(d),
             follow_up,
+            announce: false,
         })),
         (digest(), deltas(), any::<bool>()).prop_map(|(d, deltas, follow_up)| {
             Kind::SynAck(proto::SynAck {
@@ -476,6 +477,7 @@ fn digests_must_have_matching_arrays() {
         one(Kind::Syn(proto::Syn {
             digest: d,
             follow_up: false,
+            announce: false,
         }))
     };
     let syn_ack = |d: Option<proto::Digest>| {
@@ -776,6 +778,7 @@ fn lines_in_a_syn(from: &proto::NodeId, budget: usize, version: u64, gc: u64) ->
         kind: Some(Kind::Syn(proto::Syn {
             digest: Some(digest_with(n, version, gc)),
             follow_up: false,
+            announce: false,
         })),
     };
     let mut n = 0;

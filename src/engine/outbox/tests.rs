@@ -16,6 +16,7 @@ fn the_constants_follow_the_encoding() {
     let flag = proto::Syn {
         digest: None,
         follow_up: true,
+        announce: false,
     };
     assert_eq!(flag.encoded_len(), FLAG);
 }

@@ -29,27 +29,33 @@ fn timeout_adapts_to_jitter_within_bounds() {
 }
 
 #[test]
-fn a_push_is_resent_a_quarter_round_trip_late_on_a_steady_link() {
-    let max = Duration::from_millis(50);
-    let mut d = RttDetector::new(8.0);
-    assert_eq!(d.retry_after(max), max, "no sample: the fallback");
-    d.record(Duration::from_millis(8));
-    // No deviation measured: it is floored at an eighth of the mean.
+fn a_push_waits_a_round_trip_and_four_deviations_within_its_floor_and_cap() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    assert!((ms(d.retry_after(max)) - 10.0).abs() < 1e-6);
-    // A jittery link waits two measured deviations past the mean.
+    let (floor, initial, max) = (
+        Duration::from_millis(5),
+        Duration::from_millis(50),
+        Duration::from_millis(500),
+    );
+    let mut d = RttDetector::new(8.0);
+    assert_eq!(d.retry_after(floor, initial, max), initial, "no sample yet");
+    d.record(Duration::from_millis(8));
+    // No deviation measured: it is floored at an eighth of the mean, so
+    // the wait is 8 + 4 x 1 ms.
+    assert!((ms(d.retry_after(floor, initial, max)) - 12.0).abs() < 1e-6);
+    // A jittery link waits four measured deviations past the mean.
     for _ in 0..3 {
         d.record(Duration::from_millis(8));
     }
     for _ in 0..4 {
         d.record(Duration::from_millis(16));
     }
-    assert!((ms(d.retry_after(max)) - 20.0).abs() < 1e-6);
-    // Never below a millisecond, never above the fallback.
+    assert!((ms(d.retry_after(floor, initial, max)) - 28.0).abs() < 1e-6);
+    // Loopback round trips of 100 us: the floor, not 150 us.
     let mut fast = RttDetector::new(8.0);
     fast.record(Duration::from_micros(100));
-    assert_eq!(fast.retry_after(max), Duration::from_millis(1));
+    assert_eq!(fast.retry_after(floor, initial, max), floor);
+    // A slow peer: the cap.
     let mut slow = RttDetector::new(8.0);
     slow.record(Duration::from_secs(1));
-    assert_eq!(slow.retry_after(max), max);
+    assert_eq!(slow.retry_after(floor, initial, max), max);
 }

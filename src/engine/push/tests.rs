@@ -112,12 +112,12 @@ fn a_push_never_acknowledged_is_given_up_after_its_tries() {
     h.now += h.nodes[A].config.push_delay;
     // Every datagram of a's that carries a tree push is lost; the rest
     // (probes, anti-entropy) gets through both ways, so b stays healthy.
-    // The eight sends go out at 0, 3, 6, 9, 12, 18, 30 and 54 s (waits
-    // of 1, 1, 1, 1, 2, 4, 8 times 3 s); the last is given up 16 waits
-    // later, at 102 s.
+    // The eight sends go out at 0, 3, 9, 21, 45, 93, 189 and 309 s (waits
+    // of 1, 2, 4, 8, 16, 32 times 3 s, then the cap of four probe
+    // timeouts, 120 s); the last is given up 120 s later, at 429 s.
     h.lose = |from, t| from == A && !push_ids(std::slice::from_ref(t)).is_empty();
     h.log.clear();
-    let end = h.now + Duration::from_secs(120);
+    let end = h.now + Duration::from_secs(500);
     let mut at = h.now;
     while at < end {
         h.step_to(at);
@@ -183,4 +183,99 @@ fn the_children_of_a_silent_tree_child_are_adopted() {
     );
     // When the fifth send goes unanswered (with the sixth), not before.
     assert_eq!(h.nodes[0].metrics().pushes_retried, u64::from(ADOPT_AFTER));
+}
+
+/// Announcement lines (node keys) in `ts`.
+fn announced(ts: &[Transmit]) -> Vec<u64> {
+    messages(ts)
+        .filter_map(|k| match k {
+            Kind::Syn(s) if s.announce => s.digest,
+            _ => None,
+        })
+        .flat_map(|d| d.nodes)
+        .collect()
+}
+
+#[test]
+fn an_idle_write_is_pushed_at_once_and_a_burst_is_batched() {
+    let mut h = pair();
+    // Idle: the push leaves with the write itself, no timer needed.
+    h.nodes[A].set(h.now, "k1", "v").unwrap();
+    assert_eq!(push_ids(&h.drain(A)).len(), 1, "pushed at once");
+    // Within push_delay of that push, writes wait for the batch.
+    h.now += Duration::from_micros(500);
+    h.nodes[A].set(h.now, "k2", "v").unwrap();
+    h.nodes[A].set(h.now, "k3", "v").unwrap();
+    assert!(push_ids(&h.drain(A)).is_empty(), "batched, not sent yet");
+    let batch_by = h.now + h.nodes[A].config.push_delay;
+    let sent = loop {
+        h.now = h.nodes[A].poll_timeout().max(h.now);
+        assert!(h.now <= batch_by, "the batch waits at most push_delay");
+        h.nodes[A].handle_timeout(h.now);
+        let sent = h.drain(A);
+        if !push_ids(&sent).is_empty() {
+            break sent;
+        }
+        h.now += Duration::from_micros(1);
+    };
+    assert_eq!(push_ids(&sent).len(), 1, "one push carries both writes");
+    let entries: usize = messages(&sent)
+        .filter_map(|k| match k {
+            Kind::Ack(a) if a.push_id != 0 => Some(a.deltas),
+            _ => None,
+        })
+        .flatten()
+        .map(|d| d.entries.len())
+        .sum();
+    assert_eq!(entries, 2);
+}
+
+#[test]
+fn a_peer_that_never_answers_is_sent_untracked_pushes_past_its_cap() {
+    let mut h = pair();
+    h.lose = |from, _| from == B;
+    let writes = PEER_CAP as usize + 3;
+    for i in 0..writes {
+        // Far enough apart that each write is its own push.
+        h.now += Duration::from_millis(10);
+        h.nodes[A].set(h.now, &format!("k{i}"), "v").unwrap();
+        h.deliver();
+    }
+    let m = h.nodes[A].metrics();
+    assert_eq!(m.pushes_sent, writes as u64);
+    assert_eq!(m.pushes_capped, 3, "tracked up to the cap, then sent once");
+    // b got every write all the same.
+    for i in 0..writes {
+        assert!(h.nodes[B].get("a", &format!("k{i}")).is_some());
+    }
+}
+
+#[test]
+fn a_member_the_tree_misses_learns_by_announcement_and_pulls() {
+    // Five engines that all know each other.
+    let mut h = Harness::new(1, Config::local(), 1400);
+    for _ in 1..5 {
+        h.add(0);
+    }
+    assert!(h.run_until(Duration::from_secs(20), |h| {
+        h.nodes.iter().all(|e| e.member_count() == 5)
+    }));
+    h.run_for(Duration::from_secs(2));
+    // Every tree push to n3 is lost; everything else arrives.
+    h.lose = |_, t| {
+        t.to == crate::engine::harness::addr(3) && !push_ids(std::slice::from_ref(t)).is_empty()
+    };
+    h.log.clear();
+    h.nodes[0].set(h.now, "k", "v").unwrap();
+    assert!(h.run_until(Duration::from_secs(2), |h| {
+        h.nodes[3].get("n0", "k").is_some()
+    }));
+    let m3 = h.nodes[3].metrics();
+    assert!(m3.pulls >= 1, "n3 pulled what it was told of: {m3:?}");
+    let n0 = h.nodes[0].local_id().key();
+    let told = h
+        .log
+        .iter()
+        .any(|(_, t)| h.index(t.to) == Some(3) && announced(std::slice::from_ref(t)).contains(&n0));
+    assert!(told, "n3 was sent an announcement of n0's new version");
 }
