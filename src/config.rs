@@ -71,16 +71,20 @@ pub struct Config {
     /// Members a pending rumor is pushed to each gossip round, besides the
     /// piggybacking on probes. Range 1..=16, default 3.
     pub gossip_nodes: usize,
-    /// Random peers a fresh state change is pushed to at once, besides the
-    /// node's children in the change's broadcast tree (every node forwards
-    /// each new version once, when it first learns it), so updates do not
-    /// wait for the next gossip round at every hop. Tree pushes are
-    /// acknowledged and retried; the random ones reach members whose view
-    /// of the tree differs; anti-entropy repairs whatever both miss.
+    /// How many packets announce each fresh version lazily (its digest
+    /// line piggybacked on packets sent anyway), besides the push of its
+    /// entries to the node's children in the change's broadcast tree
+    /// (every node forwards each version it learns by a push once), so
+    /// updates do not wait for the next gossip round at every hop. Tree
+    /// pushes are acknowledged and resent with backoff; announcements
+    /// reach members whose view of the tree differs, which pull what the
+    /// tree did not bring; anti-entropy repairs whatever both miss.
     /// Range 0..=16 (0 turns pushing off, tree included), default 4.
     pub push_fanout: usize,
-    /// How long fresh changes are batched before they are pushed.
-    /// Range 0..=1 s. Default 5 ms (LAN), 20 ms (WAN), 2 ms (local).
+    /// How long after a push further fresh changes are batched before the
+    /// next one; a change made when nothing was pushed for this long is
+    /// pushed at once. Range 0..=1 s. Default 5 ms (LAN), 20 ms (WAN),
+    /// 2 ms (local).
     pub push_delay: Duration,
     /// How often this node tries to reach a member it holds dead or has
     /// removed, or a seed that is not an alive member: each interval it

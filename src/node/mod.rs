@@ -241,7 +241,14 @@ impl NodeBuilder {
     }
 
     /// How many events a slow subscriber may fall behind before it misses
-    /// some (and gets [`Lagged`] from its [`EventStream`]). Default 16,384.
+    /// some (and gets [`Lagged`] from its [`EventStream`]). Default 1,024.
+    ///
+    /// The channel allocates every slot up front (about 144 bytes each),
+    /// so this is most of an idle node's memory: 16,384 slots cost 2.3 MiB
+    /// per node. A subscriber that keeps reading never lags; one that does
+    /// slow work per event in a cluster of thousands (a join is one event
+    /// per member, plus one per key) should raise it, or re-read
+    /// `members()` and `entries()` when told it lagged.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
@@ -427,7 +434,7 @@ impl Node {
             seed_provider: None,
             initial_state: Vec::new(),
             advertise: None,
-            event_capacity: 16_384,
+            event_capacity: 1_024,
             keyring: None,
             discovery: None,
             encryption: None,
