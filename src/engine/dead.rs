@@ -80,6 +80,8 @@ impl DeadMembers {
             if now < since + retention {
                 break;
             }
+            // Popped first, so the loop ends whatever `remove` finds.
+            self.ages.pop_first();
             due.remove.push(key);
             self.remove(key);
         }

@@ -117,6 +117,8 @@ impl Relays {
             if now < t {
                 break;
             }
+            // Popped first, so the loop ends whatever `remove` finds.
+            self.ends.pop_first();
             self.remove(seq);
         }
         nacks.sort_unstable();
