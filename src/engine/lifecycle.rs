@@ -1,4 +1,5 @@
-//! The membership lifecycle: applying alive, suspect, dead and left rumors
+//! The membership lifecycle: who sent a packet (a member learnt, a new
+//! generation, a node told it is held dead), applying alive, suspect, dead and left rumors
 //! by incarnation precedence (opening and closing suspicions, filling the
 //! dead table), refuting rumors about ourselves, telling nodes we hold
 //! them dead, removing members after their dead retention, and leaving.
@@ -13,11 +14,13 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use super::msg::{ping, status_of, update};
+use super::node_id::routable;
 use super::observation::{Observation, SuspicionOutcome};
 use super::removed::Removed;
 use super::rumor::Teller;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, MemberStatus, NodeId};
+use crate::wire::DecodeError;
 use crate::wire::proto::{self, MemberState};
 
 /// Where we last told a node that we hold it dead, and when: at most once
@@ -51,6 +54,120 @@ impl ToldDead {
 }
 
 impl Engine {
+    // ----- who is this: senders and members learnt from the network ---
+
+    /// The sender of a packet that carries its full id: learnt (or
+    /// refused as an older generation: `Ok(None)`), announced on first
+    /// contact, told if we hold it for dead. `Err` drops the packet.
+    pub(super) fn full_sender(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: &proto::NodeId,
+    ) -> Result<Option<u64>, ()> {
+        let Some(sender) = NodeId::from_proto(id) else {
+            self.metrics
+                .drops
+                .count(&DecodeError::Invalid("bad sender"));
+            return Err(());
+        };
+        if !routable(&sender.addr) {
+            self.metrics.unroutable_ids += 1;
+            return Err(());
+        }
+        if sender.name == self.me.name {
+            // Our own name: a loop, a spoof, or our previous incarnation.
+            self.metrics.drops.from_self += 1;
+            return Err(());
+        }
+        let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
+        let sender_key = self.learn(&sender);
+        if first_contact && sender_key.is_some() {
+            // A node that contacted us directly is alive: spread the news as
+            // a rumor, so joins reach everyone in O(log N) rounds instead of
+            // waiting for digest pages to list the newcomer.
+            self.announce_alive(&sender);
+        }
+        match sender_key.and_then(|k| self.member_state(k)) {
+            Some((proto::MemberState::Dead, inc)) => self.tell_dead(now, from, &sender, inc),
+            None => {
+                if let Some(inc) = self.removed_incarnation(&sender.name, sender.generation) {
+                    self.tell_dead(now, from, &sender, inc);
+                }
+            }
+            _ => {}
+        }
+        Ok(sender_key)
+    }
+
+    /// The sender of a packet with a compact header (a peer in sync with
+    /// us named itself by key): `Ok(None)` if we do not know the key.
+    pub(super) fn compact_sender(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: u64,
+    ) -> Result<Option<u64>, ()> {
+        if key == self.members.me() {
+            self.metrics.drops.from_self += 1;
+            return Err(());
+        }
+        let Some(k) = self.members.get(key) else {
+            return Ok(None);
+        };
+        if k.status == MemberStatus::Dead {
+            let (id, inc) = (k.id.clone(), k.incarnation);
+            self.tell_dead(now, from, &id, inc);
+        }
+        Ok(Some(key))
+    }
+
+    /// Converts a member record from the network, refusing (and counting)
+    /// one that is malformed or whose address no peer could send to.
+    pub(super) fn node_id(&mut self, p: Option<&proto::NodeId>) -> Option<NodeId> {
+        let id = NodeId::from_proto(p?)?;
+        if !routable(&id.addr) {
+            self.metrics.unroutable_ids += 1;
+            return None;
+        }
+        Some(id)
+    }
+
+    /// Learns of a node from a packet or delta; returns its key, or `None`
+    /// if `id` is an older generation than the one we know.
+    pub(super) fn learn(&mut self, id: &NodeId) -> Option<u64> {
+        match self.members.key_of(&id.name) {
+            None if self.removed.is_removed(&id.name, id.generation) => {
+                // Removed: only the node's own refutation brings it back.
+                self.metrics.stale_generation += 1;
+                None
+            }
+            None => {
+                self.members.insert(id.clone());
+                self.diverged();
+                self.events.push_back(Event::MemberJoined(id.clone()));
+                Some(id.key())
+            }
+            Some(k) if k == id.key() => Some(k),
+            Some(k) => {
+                let old = self.members.get(k)?.id.clone();
+                if id.generation <= old.generation {
+                    self.metrics.stale_generation += 1;
+                    return None;
+                }
+                self.members.remove(k);
+                self.members.insert(id.clone());
+                self.events.push_back(Event::MemberRestarted {
+                    old,
+                    new: id.clone(),
+                });
+                Some(id.key())
+            }
+        }
+    }
+
+    // ----- membership changes -------------------------------------------
+
     /// Tells a node we hold for dead (or removed) that we do, so it can
     /// refute; at most once per probe interval per address.
     pub(super) fn tell_dead(

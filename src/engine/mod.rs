@@ -28,13 +28,14 @@
 //! | `phi` | round-trip times and the phi-accrual timeout |
 //! | `observation` | measurements for the owner's histograms |
 //! | `msg` | message builders, status ↔ wire conversions |
-//! | `node_id`, `event`, `metrics` | identities, events, counters |
+//! | `node_id`, `event`, `metrics`, `error` | identities, events, counters, errors |
 //!
 //! `docs/ARCHITECTURE.md` draws who calls whom.
 
 mod broadcast;
 mod dead;
 mod digest;
+mod error;
 mod event;
 #[cfg(any(test, feature = "sim"))]
 pub(crate) mod harness;
@@ -64,6 +65,7 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+pub use error::{BroadcastError, EngineError, RESERVED_PREFIX, SetError};
 pub use event::Event;
 pub use membership::{Member, MemberStatus};
 pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
@@ -74,11 +76,12 @@ pub use outbox::Transmit;
 use crate::config::{Config, ConfigError};
 use crate::wire::proto::MemberState;
 use crate::wire::proto::message::Kind;
-use crate::wire::{self, DecodeError, Limits, Packer, PackerError, proto};
+use crate::wire::{self, Limits, Packer, proto};
 use broadcast::Broadcasts;
 use dead::DeadMembers;
 use lifecycle::ToldDead;
 use membership::Members;
+use node_id::routable;
 use observation::Observations;
 use outbox::Outbox;
 use phi::RttDetector;
@@ -90,60 +93,6 @@ use removed::RemovedMembers;
 use rumor::{Rumors, Subject};
 use suspicion::Suspicions;
 use timer::{Timer, TimerTable};
-
-/// Why an [`Engine`] could not be created. No engine exists afterwards.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// A config field is out of range.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The transport's budget cannot hold even an empty packet.
-    #[error(transparent)]
-    Budget(#[from] PackerError),
-}
-
-/// Prefix of the keys the library itself keeps in a node's state (for
-/// example `__sw.keys`, the ids of the encryption keys a node holds).
-/// Applications cannot `set` or `delete` them, but see them like any key.
-pub const RESERVED_PREFIX: &str = "__sw.";
-
-/// Why a local write was refused. The state is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SetError {
-    /// The key starts with [`RESERVED_PREFIX`], which the library owns.
-    #[error("keys starting with `{RESERVED_PREFIX}` are reserved for the library")]
-    Reserved,
-    /// The key is longer than `Config::max_key_len`.
-    #[error("key of {len} bytes is longer than max_key_len ({max} bytes)")]
-    KeyTooLong {
-        /// Length of the refused key.
-        len: usize,
-        /// The configured limit.
-        max: usize,
-    },
-    /// The key and value together could never fit one packet under the
-    /// transport's budget, so they could never be gossiped.
-    #[error("key and value take {len} bytes encoded; one packet holds at most {max}")]
-    EntryTooLarge {
-        /// Encoded size of the entry.
-        len: usize,
-        /// Largest entry that fits one packet.
-        max: usize,
-    },
-}
-
-/// Why a broadcast was refused. Nothing was queued.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BroadcastError {
-    /// The payload could never fit one packet under the budget.
-    #[error("broadcast takes {len} bytes encoded; one packet holds at most {max}")]
-    TooLarge {
-        /// Encoded size of the broadcast.
-        len: usize,
-        /// Largest that fits one packet.
-        max: usize,
-    },
-}
 
 /// The protocol state machine of one node.
 ///
@@ -425,72 +374,6 @@ impl Engine {
             self.metrics.received.count(&kind);
             self.on_message(now, from, sender_key, kind);
         }
-    }
-
-    /// The sender of a packet that carries its full id: learnt (or
-    /// refused as an older generation: `Ok(None)`), announced on first
-    /// contact, told if we hold it for dead. `Err` drops the packet.
-    fn full_sender(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        id: &proto::NodeId,
-    ) -> Result<Option<u64>, ()> {
-        let Some(sender) = NodeId::from_proto(id) else {
-            self.metrics
-                .drops
-                .count(&DecodeError::Invalid("bad sender"));
-            return Err(());
-        };
-        if !routable(&sender.addr) {
-            self.metrics.unroutable_ids += 1;
-            return Err(());
-        }
-        if sender.name == self.me.name {
-            // Our own name: a loop, a spoof, or our previous incarnation.
-            self.metrics.drops.from_self += 1;
-            return Err(());
-        }
-        let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
-        let sender_key = self.learn(&sender);
-        if first_contact && sender_key.is_some() {
-            // A node that contacted us directly is alive: spread the news as
-            // a rumor, so joins reach everyone in O(log N) rounds instead of
-            // waiting for digest pages to list the newcomer.
-            self.announce_alive(&sender);
-        }
-        match sender_key.and_then(|k| self.member_state(k)) {
-            Some((proto::MemberState::Dead, inc)) => self.tell_dead(now, from, &sender, inc),
-            None => {
-                if let Some(inc) = self.removed_incarnation(&sender.name, sender.generation) {
-                    self.tell_dead(now, from, &sender, inc);
-                }
-            }
-            _ => {}
-        }
-        Ok(sender_key)
-    }
-
-    /// The sender of a packet with a compact header (a peer in sync with
-    /// us named itself by key): `Ok(None)` if we do not know the key.
-    fn compact_sender(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        key: u64,
-    ) -> Result<Option<u64>, ()> {
-        if key == self.members.me() {
-            self.metrics.drops.from_self += 1;
-            return Err(());
-        }
-        let Some(k) = self.members.get(key) else {
-            return Ok(None);
-        };
-        if k.status == MemberStatus::Dead {
-            let (id, inc) = (k.id.clone(), k.incarnation);
-            self.tell_dead(now, from, &id, inc);
-        }
-        Ok(Some(key))
     }
 
     /// Hands one message to the room that handles its kind. A tree push
@@ -879,50 +762,6 @@ impl Engine {
             .is_some_and(|k| k.fingerprint == mine || settled)
     }
 
-    /// Converts a member record from the network, refusing (and counting)
-    /// one that is malformed or whose address no peer could send to.
-    fn node_id(&mut self, p: Option<&proto::NodeId>) -> Option<NodeId> {
-        let id = NodeId::from_proto(p?)?;
-        if !routable(&id.addr) {
-            self.metrics.unroutable_ids += 1;
-            return None;
-        }
-        Some(id)
-    }
-
-    /// Learns of a node from a packet or delta; returns its key, or `None`
-    /// if `id` is an older generation than the one we know.
-    fn learn(&mut self, id: &NodeId) -> Option<u64> {
-        match self.members.key_of(&id.name) {
-            None if self.removed.is_removed(&id.name, id.generation) => {
-                // Removed: only the node's own refutation brings it back.
-                self.metrics.stale_generation += 1;
-                None
-            }
-            None => {
-                self.members.insert(id.clone());
-                self.diverged();
-                self.events.push_back(Event::MemberJoined(id.clone()));
-                Some(id.key())
-            }
-            Some(k) if k == id.key() => Some(k),
-            Some(k) => {
-                let old = self.members.get(k)?.id.clone();
-                if id.generation <= old.generation {
-                    self.metrics.stale_generation += 1;
-                    return None;
-                }
-                self.members.remove(k);
-                self.members.insert(id.clone());
-                self.events.push_back(Event::MemberRestarted {
-                    old,
-                    new: id.clone(),
-                });
-                Some(id.key())
-            }
-        }
-    }
-
     fn collect_tombstones(&mut self, now: Instant) {
         let grace = self.config.tombstone_grace;
         let keys: Vec<u64> = self.members.keys().collect();
@@ -934,12 +773,6 @@ impl Engine {
             });
         }
     }
-}
-
-/// Whether peers can send to `addr`: a node advertising `0.0.0.0`, `::`
-/// or port 0 would have every peer send to itself.
-fn routable(addr: &SocketAddr) -> bool {
-    !addr.ip().is_unspecified() && addr.port() != 0
 }
 
 /// Gives back the memory of a queue emptied after a burst (a join of

@@ -78,5 +78,11 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// Whether peers can send to `addr`: a node advertising `0.0.0.0`, `::`
+/// or port 0 would have every peer send to itself.
+pub(super) fn routable(addr: &SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && addr.port() != 0
+}
+
 #[cfg(test)]
 mod tests;
