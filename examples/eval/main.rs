@@ -50,6 +50,13 @@ use scuttlewire::sim::Sim;
 /// headers and room for the seal).
 pub const BUDGET: usize = 1400;
 
+/// Message kinds, in the order `KindCounts::by_kind` lists them.
+pub fn kind_names() -> [&'static str; 10] {
+    scuttlewire::engine::KindCounts::default()
+        .by_kind()
+        .map(|(name, _)| name)
+}
+
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub struct Options {

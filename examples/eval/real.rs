@@ -177,23 +177,9 @@ struct Counters {
     drops: u64,
     seal_drops: u64,
     io_errors: u64,
-    /// Messages sent, by kind (see [`KINDS`]).
+    /// Messages sent, by kind (in `kind_names` order).
     kinds: [u64; 10],
 }
-
-/// Message kinds, in the order [`Counters::kinds`] counts them.
-const KINDS: [&str; 10] = [
-    "syn",
-    "syn_ack",
-    "ack",
-    "ping",
-    "ping_req",
-    "ping_ack",
-    "ping_nack",
-    "member",
-    "broadcast",
-    "push_ack",
-];
 
 impl Counters {
     async fn read(nodes: &[Node]) -> Result<Counters, Box<dyn Error>> {
@@ -217,20 +203,7 @@ impl Counters {
             c.drops += e.drops.total();
             c.seal_drops += m.seal.map_or(0, |s| s.dropped());
             c.io_errors += m.send_errors + m.recv_errors;
-            let s = &e.sent;
-            let kinds = [
-                s.syn,
-                s.syn_ack,
-                s.ack,
-                s.ping,
-                s.ping_req,
-                s.ping_ack,
-                s.ping_nack,
-                s.member,
-                s.broadcast,
-                s.push_ack,
-            ];
-            for (t, k) in c.kinds.iter_mut().zip(kinds) {
+            for (t, (_, k)) in c.kinds.iter_mut().zip(e.sent.by_kind()) {
                 *t += k;
             }
         }
@@ -565,7 +538,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "write_payload_bytes_per_node": write_b,
             "write_packets_per_node": write_pk,
             "write_window_seconds": WRITE_WINDOW.as_secs_f64(),
-            "write_window_messages_per_node": KINDS
+            "write_window_messages_per_node": crate::kind_names()
                 .iter()
                 .zip(r.write_kinds)
                 .map(|(k, v)| ((*k).to_owned(), json!(v as f64 / WRITES as f64 / n)))

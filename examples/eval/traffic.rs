@@ -36,38 +36,11 @@ fn probe_messages(c: &Cluster) -> u64 {
         .sum()
 }
 
-/// Message kinds, in the order [`sent_by_kind`] counts them.
-const KINDS: [&str; 10] = [
-    "syn",
-    "syn_ack",
-    "ack",
-    "ping",
-    "ping_req",
-    "ping_ack",
-    "ping_nack",
-    "member",
-    "broadcast",
-    "push_ack",
-];
-
-/// Messages sent by all engines, by kind (see [`KINDS`]), summed.
+/// Messages sent by all engines, by kind (in `kind_names` order), summed.
 fn sent_by_kind(c: &Cluster) -> [u64; 10] {
     let mut t = [0u64; 10];
     for e in (0..c.n).filter_map(|i| c.sim.engine(i)) {
-        let s = &e.metrics().sent;
-        let k = [
-            s.syn,
-            s.syn_ack,
-            s.ack,
-            s.ping,
-            s.ping_req,
-            s.ping_ack,
-            s.ping_nack,
-            s.member,
-            s.broadcast,
-            s.push_ack,
-        ];
-        for (t, k) in t.iter_mut().zip(k) {
+        for (t, (_, k)) in t.iter_mut().zip(e.metrics().sent.by_kind()) {
             *t += k;
         }
     }
@@ -79,7 +52,7 @@ struct Window {
     packets: u64,
     bytes: u64,
     probe_msgs: u64,
-    /// Messages sent, by kind (see [`KINDS`]).
+    /// Messages sent, by kind (in `kind_names` order).
     kinds: [u64; 10],
     secs: f64,
 }
@@ -184,7 +157,7 @@ pub fn steady(opts: &Options, out: &mut Out) {
                     "memberlist_plain_bytes_per_node_s": (n == 256).then_some(MEMBERLIST_PLAIN),
                     "memberlist_aes_bytes_per_node_s": (n == 256).then_some(MEMBERLIST_AES),
                     "msgs_per_member_per_probe_period": msgs,
-                    "messages_per_node_s": KINDS
+                    "messages_per_node_s": crate::kind_names()
                         .iter()
                         .zip(w.kinds)
                         .map(|(k, v)| ((*k).to_owned(), json!(w.per_node_s(v, n))))

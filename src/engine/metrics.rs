@@ -89,6 +89,23 @@ impl KindCounts {
         };
         *c += 1;
     }
+
+    /// Every kind's name (snake_case, as metrics and reports spell it)
+    /// with its count, always in this order.
+    pub fn by_kind(&self) -> [(&'static str, u64); 10] {
+        [
+            ("syn", self.syn),
+            ("syn_ack", self.syn_ack),
+            ("ack", self.ack),
+            ("ping", self.ping),
+            ("ping_req", self.ping_req),
+            ("ping_ack", self.ping_ack),
+            ("ping_nack", self.ping_nack),
+            ("member", self.member),
+            ("broadcast", self.broadcast),
+            ("push_ack", self.push_ack),
+        ]
+    }
 }
 
 /// A snapshot of the engine's counters.

@@ -7,7 +7,7 @@
 //! protocol's contract (`docs/OPERATIONS.md`). The `seal.*` counters exist
 //! only on an agent with `--key-file`.
 
-use scuttlewire::engine::{KindCounts, Metrics};
+use scuttlewire::engine::Metrics;
 use scuttlewire::node::NodeMetrics;
 
 /// Every counter of `metrics` as `(name, value)`, grouped as the library
@@ -91,25 +91,10 @@ fn engine(e: &Metrics, out: &mut Vec<(String, u64)>) {
         put(&format!("drops.{name}"), value);
     }
     for (direction, kinds) in [("received", &e.received), ("sent", &e.sent)] {
-        for (name, value) in kinds_of(kinds) {
+        for (name, value) in kinds.by_kind() {
             put(&format!("{direction}.{name}"), value);
         }
     }
-}
-
-fn kinds_of(k: &KindCounts) -> [(&'static str, u64); 10] {
-    [
-        ("syn", k.syn),
-        ("syn_ack", k.syn_ack),
-        ("ack", k.ack),
-        ("ping", k.ping),
-        ("ping_req", k.ping_req),
-        ("ping_ack", k.ping_ack),
-        ("ping_nack", k.ping_nack),
-        ("member", k.member),
-        ("broadcast", k.broadcast),
-        ("push_ack", k.push_ack),
-    ]
 }
 
 #[cfg(test)]
