@@ -287,6 +287,8 @@ async fn valid_but_absurd_packets_change_nothing() {
             last_gc_versions: vec![],
             unknown: vec![],
             liveness: vec![],
+            window_first: None,
+            window_last: None,
         };
         let syn = Kind::Syn(proto::Syn {
             digest: Some(digest),

@@ -64,34 +64,47 @@ fn five_percent_loss_still_converges() {
 
 /// Pushes along the broadcast tree are acknowledged and resent after a
 /// wait with a floor (10 ms on a LAN) that doubles at each resend, so a
-/// lost datagram costs tens of milliseconds, not a gossip round: at 20%
-/// loss a write still reaches all 64 nodes within one gossip round
-/// (200 ms), every time. (Left to anti-entropy, a node every push missed
-/// waited one to three rounds: 200-600 ms.)
+/// lost datagram costs tens of milliseconds, not a gossip round. At 20%
+/// loss, over 10 seeds × 5 writes to 64 nodes, the median write reaches
+/// everyone within half a gossip round (100 ms) and the slowest within 5
+/// rounds (1 s). The tail is real: a push and its resends can be lost
+/// three or four times in a row somewhere in a 64-node tree (measured:
+/// slowest 615 ms; the same spread before the digest-window change, so
+/// no single seed's run is promised a bound).
 #[test]
-fn at_twenty_percent_loss_a_write_reaches_everyone_within_a_round() {
-    let mut sim = cluster(64, NetConfig::default(), 4);
-    assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 64)));
-    // Let round-trip samples accumulate from probes.
-    sim.run_for(Duration::from_secs(10));
-    sim.net_mut().loss = 0.2;
-    let dropped = sim.stats().packets_dropped;
-    for (t, origin) in [5, 17, 33, 48, 60].into_iter().enumerate() {
-        let key = format!("k{t}");
-        sim.with_engine(origin, |e, now| e.set(now, &key, "v").unwrap());
-        let start = sim.elapsed();
-        let owner = format!("n{origin}");
+fn at_twenty_percent_loss_writes_reach_everyone_in_tens_of_milliseconds() {
+    let mut took = Vec::new();
+    for seed in 1..=10 {
+        let mut sim = cluster(64, NetConfig::default(), seed);
+        assert!(sim.run_until(Duration::from_secs(60), |s| all_know(s, 64)));
+        // Let round-trip samples accumulate from probes.
+        sim.run_for(Duration::from_secs(10));
+        sim.net_mut().loss = 0.2;
+        let dropped = sim.stats().packets_dropped;
+        for (t, origin) in [5, 17, 33, 48, 60].into_iter().enumerate() {
+            let key = format!("k{t}");
+            sim.with_engine(origin, |e, now| e.set(now, &key, "v").unwrap());
+            let start = sim.elapsed();
+            let owner = format!("n{origin}");
+            assert!(
+                sim.run_until(start + Duration::from_secs(1), |s| all_have(
+                    s, &owner, &key, b"v"
+                )),
+                "seed {seed}: write {t} from {owner} did not reach all 64 nodes within 1 s"
+            );
+            took.push(sim.elapsed() - start);
+            sim.run_for(Duration::from_secs(1));
+        }
         assert!(
-            sim.run_until(start + Duration::from_millis(200), |s| all_have(
-                s, &owner, &key, b"v"
-            )),
-            "write {t} from {owner} did not reach all 64 nodes within 200 ms"
+            sim.stats().packets_dropped > dropped + 100,
+            "loss was not applied"
         );
-        sim.run_for(Duration::from_secs(1));
     }
+    took.sort();
+    let median = took[took.len() / 2];
     assert!(
-        sim.stats().packets_dropped > dropped + 100,
-        "loss was not applied"
+        median <= Duration::from_millis(100),
+        "median {median:?} of {took:?}"
     );
 }
 

@@ -13,7 +13,8 @@
 //!    the ports) with `Config::lan()`, [`STAGGER`] apart, every one seeded
 //!    with node 0 only, each with its `--state` keys set before it starts.
 //!    Join time runs from the first start until every node counts all N
-//!    members alive, capped at `--join-cap` seconds;
+//!    members alive, capped at `--join-cap` seconds (`started_seconds`: when the last
+//!    node started; the slowest node's progress is printed each second);
 //! 2. **settle** for [`SETTLE`], then an **idle** window of `--secs`;
 //! 3. [`WRITES`] **isolated writes**, each one key set on one node and a
 //!    [`WRITE_WINDOW`] after it: the traffic over the idle rate, and the
@@ -158,6 +159,9 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<(), Box<dyn Error>> {
 struct Counters {
     /// Nodes that count every node alive.
     full: usize,
+    /// The fewest members any node counts alive, and the sum over nodes.
+    min_alive: usize,
+    sum_alive: usize,
     packets: u64,
     bytes: u64,
     largest_packet: usize,
@@ -183,11 +187,16 @@ struct Counters {
 
 impl Counters {
     async fn read(nodes: &[Node]) -> Result<Counters, Box<dyn Error>> {
-        let mut c = Counters::default();
+        let mut c = Counters {
+            min_alive: usize::MAX,
+            ..Counters::default()
+        };
         for node in nodes {
             let m = node.metrics().await?;
             let e = &m.engine;
             c.full += usize::from(m.members.alive == nodes.len());
+            c.min_alive = c.min_alive.min(m.members.alive);
+            c.sum_alive += m.members.alive;
             c.packets += e.packets_sent;
             c.bytes += e.bytes_sent;
             c.largest_packet = c.largest_packet.max(e.largest_packet_sent);
@@ -251,6 +260,8 @@ struct Arrival {
 #[derive(Debug, Default)]
 struct Run {
     join: Option<f64>,
+    /// Seconds from the first start to the last.
+    started: f64,
     full_at_join_end: usize,
     join_cap: f64,
     idle: Traffic,
@@ -259,6 +270,13 @@ struct Run {
     write_extra: Vec<(f64, f64)>,
     /// Isolated writes: messages sent by kind, all writes' windows summed.
     write_kinds: [u64; 10],
+    /// Messages sent by kind from the first start to the end of the join.
+    join_kinds: [u64; 10],
+    /// Datagrams and payload bytes sent in the join.
+    join_traffic: (u64, u64),
+    /// Tree pushes sent and resent in the join, and in the loaded window.
+    join_pushes: (u64, u64),
+    loaded_pushes: (u64, u64),
     /// Isolated writes: write→node delays in ms, every (write, receiver).
     latencies_ms: Vec<f64>,
     loaded: Traffic,
@@ -270,6 +288,11 @@ struct Run {
     peak_rss_kib: Option<u64>,
     leaked_tasks: usize,
     wall: f64,
+}
+
+/// Resends as a percentage of first sends, if any push was sent.
+fn percent((sent, resent): (u64, u64)) -> Option<f64> {
+    (sent > 0).then(|| resent as f64 / sent as f64 * 100.0)
 }
 
 /// The one place that reads a node's event stream: returns the next
@@ -368,10 +391,48 @@ async fn measure(spec: Spec, opts: &Options) -> Result<Run, Box<dyn Error>> {
         tokio::time::sleep(STAGGER).await;
     }
     drop(arrivals_tx);
+    run.started = wall(first_start);
     let cap = Duration::from_secs(opts.join_cap_secs);
+    let mut told = 0;
     loop {
         let c = Counters::read(&nodes).await?;
         run.full_at_join_end = c.full;
+        run.join_kinds = c.kinds;
+        run.join_traffic = (c.packets, c.bytes);
+        run.join_pushes = (c.pushes_sent, c.pushes_retried);
+        let secs = first_start.elapsed().as_secs();
+        if secs > told {
+            // Progress, once a second: how far the slowest node is.
+            told = secs;
+            eprintln!(
+                "  {secs:>3} s: {} of {n} full, alive counted: min {}, mean {:.1}; \
+                 pushes {}, resent {}",
+                c.full,
+                c.min_alive,
+                c.sum_alive as f64 / n as f64,
+                c.pushes_sent,
+                c.pushes_retried,
+            );
+            if std::env::var_os("SW_EVAL_JOIN_DEBUG").is_some() && n - c.full <= 12 {
+                for (i, node) in nodes.iter().enumerate() {
+                    let m = node.members().await?;
+                    let alive: Vec<&str> = m
+                        .iter()
+                        .filter(|m| m.status == scuttlewire::MemberStatus::Alive)
+                        .map(|m| m.id.name.as_str())
+                        .collect();
+                    if alive.len() < n {
+                        let lacks: Vec<String> = (0..n)
+                            .map(|j| format!("n{j:07}"))
+                            .filter(|name| {
+                                *name != format!("n{i:07}") && !alive.contains(&name.as_str())
+                            })
+                            .collect();
+                        eprintln!("      n{i:07} lacks {lacks:?}");
+                    }
+                }
+            }
+        }
         if c.full == n {
             run.join = Some(wall(first_start));
             break;
@@ -439,6 +500,10 @@ async fn measure(spec: Spec, opts: &Options) -> Result<Run, Box<dyn Error>> {
     tick.tick().await;
     run.end = Counters::read(&nodes).await?;
     run.loaded = Traffic::between((&a, ta), (&run.end, Instant::now()));
+    run.loaded_pushes = (
+        run.end.pushes_sent - a.pushes_sent,
+        run.end.pushes_retried - a.pushes_retried,
+    );
 
     let udp_after = udp_errors();
     run.udp_rcvbuf_errors = udp_before
@@ -527,6 +592,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "stagger_ms": STAGGER.as_millis() as u64,
             "joined": r.join.is_some(),
             "join_seconds": r.join,
+            "started_seconds": r.started,
             "join_cap_seconds": r.join_cap,
             "nodes_with_full_view": r.full_at_join_end,
             "idle_seconds": r.idle.secs,
@@ -543,6 +609,15 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
                 .zip(r.write_kinds)
                 .map(|(k, v)| ((*k).to_owned(), json!(v as f64 / WRITES as f64 / n)))
                 .collect::<serde_json::Map<_, _>>(),
+            "join_messages_per_node": crate::kind_names()
+                .iter()
+                .zip(r.join_kinds)
+                .map(|(k, v)| ((*k).to_owned(), json!(v as f64 / n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "join_packets_per_node": r.join_traffic.0 as f64 / n,
+            "join_push_resend_percent": percent(r.join_pushes),
+            "loaded_push_resend_percent": percent(r.loaded_pushes),
+            "join_payload_bytes_per_node": r.join_traffic.1 as f64 / n,
             "write_latency_mean_ms": lat_mean,
             "write_latency_p99_ms": lat_p99,
             "write_arrivals": r.latencies_ms.len(),

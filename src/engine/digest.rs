@@ -5,9 +5,14 @@
 //! *paged*: a page lists, in order, (1) the entries the sender needs to ask
 //! for, (2) the sender itself, (3) the nodes that changed most recently
 //! (fresh updates travel in every exchange), and (4) a window of the rest
-//! that rotates round by round, so every node is compared eventually. A page
-//! that lists everything is marked `complete`, which lets the receiver treat
-//! absent nodes as unknown to the sender. Every digest also carries the
+//! that rotates round by round, in key order, so every node is compared
+//! eventually. A page that lists everything is marked `complete`, which
+//! lets the receiver treat absent nodes as unknown to the sender; any other
+//! page names its window's first and last keys, and a node in that range
+//! absent from the page is unknown to the sender just the same. A node that
+//! lacks members (a newcomer whose join rumors have died out) is thus given
+//! them within one rotation of its pages, not when a peer's page happens to
+//! list them. Every digest also carries the
 //! fingerprint of all versions: peers in sync detect it in 8 bytes.
 
 use std::collections::HashSet;
@@ -123,6 +128,8 @@ pub(crate) fn build(
     }
     let line_of = |key: u64| line(members, key);
     let mut complete = false;
+    // The window's first and last keys: a contiguous range of ours.
+    let mut range: Option<(u64, u64)> = None;
     if page {
         if let Some(l) = line_of(members.me()) {
             b.add(l, room);
@@ -139,7 +146,10 @@ pub(crate) fn build(
         complete = true;
         for (slot, key) in members.window(*cursor) {
             match line_of(key) {
-                Some(l) if b.add(l, room) => last = Some(slot),
+                Some(l) if b.add(l, room) => {
+                    last = Some(slot);
+                    range = Some((range.map_or(key, |r: (u64, u64)| r.0), key));
+                }
                 _ => {
                     complete = false;
                     break;
@@ -149,6 +159,9 @@ pub(crate) fn build(
         if let Some(last) = last {
             *cursor = last + 1;
         }
+    }
+    if complete {
+        range = None;
     }
     let lines = b.lines;
     let mut d = proto::Digest {
@@ -168,6 +181,8 @@ pub(crate) fn build(
         } else {
             Vec::new()
         },
+        window_first: range.map(|r| r.0),
+        window_last: range.map(|r| r.1),
     };
     // The estimate above is conservative; this loop only guards it.
     while d.encoded_len() > room && !d.nodes.is_empty() {
@@ -176,6 +191,8 @@ pub(crate) fn build(
         d.last_gc_versions.pop();
         d.liveness.pop();
         d.complete = false;
+        d.window_first = None;
+        d.window_last = None;
     }
     d
 }

@@ -88,6 +88,9 @@ pub(crate) struct Members {
     /// sorted by key when `peers_sorted` (see [`Members::ring`]).
     peers: Vec<u64>,
     peers_sorted: bool,
+    /// Every key, sorted: digest windows walk it, so each page lists a
+    /// contiguous range of keys (see [`Members::in_range`]).
+    sorted: Vec<u64>,
     fingerprint: u64,
     me: u64,
 }
@@ -137,6 +140,7 @@ impl Members {
     pub fn reserve(&mut self, additional: usize) {
         self.slots.reserve_exact(additional);
         self.peers.reserve_exact(additional);
+        self.sorted.reserve_exact(additional);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key
             .reserve(additional, |&i| hasher.hash_one(slots[i as usize].key));
@@ -191,15 +195,30 @@ impl Members {
             .map(|(_, k)| *k)
     }
 
-    /// `(slot, key)` from slot `start` upwards, wrapping around once: a
-    /// window that rotates over every member as `start` moves on.
+    /// `(position, key)` in key order from position `start` upwards,
+    /// wrapping around once: a window that rotates over every member as
+    /// `start` moves on, and whose every prefix is a contiguous (cyclic)
+    /// range of keys.
     pub fn window(&self, start: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
-        let start = if start < self.slots.len() { start } else { 0 };
-        let (low, high) = self.slots.split_at(start);
+        let start = if start < self.sorted.len() { start } else { 0 };
+        let (low, high) = self.sorted.split_at(start);
         high.iter()
             .enumerate()
-            .map(move |(i, k)| (start + i, k.key))
-            .chain(low.iter().enumerate().map(|(i, k)| (i, k.key)))
+            .map(move |(i, &k)| (start + i, k))
+            .chain(low.iter().enumerate().map(|(i, &k)| (i, k)))
+    }
+
+    /// The keys in the cyclic range from `first` to `last`, both included
+    /// (wrapping past the largest key when `last < first`).
+    pub fn in_range(&self, first: u64, last: u64) -> impl Iterator<Item = u64> + '_ {
+        let from = self.sorted.partition_point(|&k| k < first);
+        let to = self.sorted.partition_point(|&k| k <= last);
+        let (a, b) = if first <= last {
+            (&self.sorted[from..to.max(from)], &self.sorted[..0])
+        } else {
+            (&self.sorted[from..], &self.sorted[..to])
+        };
+        a.iter().chain(b).copied()
     }
 
     /// Adds a node unknown until now (its key must be new; a name already
@@ -242,6 +261,8 @@ impl Members {
                 e.insert(slot);
             }
         }
+        let at = self.sorted.partition_point(|&k| k < key);
+        self.sorted.insert(at, key);
         if key != self.me {
             self.add_peer(key);
         }
@@ -288,6 +309,9 @@ impl Members {
             }
         }
         let k = self.slots.swap_remove(slot);
+        if let Ok(at) = self.sorted.binary_search(&key) {
+            self.sorted.remove(at);
+        }
         if k.status.is_healthy() {
             self.fingerprint ^= share(key, k.incarnation, k.state.max_version());
         }

@@ -66,9 +66,9 @@ pub(super) const MIN_RUMOR: usize = 12;
 /// couple of lines, in a `Syn` with its flag.
 pub(super) const MIN_ANNOUNCE: usize = DIGEST_FIXED + 2 * FIELD + FLAG + 24;
 
-/// Encoded bytes of a digest's fixed part (fingerprint, count, flag and
-/// the four packed-array headers), rounded up.
-pub(super) const DIGEST_FIXED: usize = 9 + 6 + 2 + 4 * FIELD;
+/// Encoded bytes of a digest's fixed part (fingerprint, count, flag, the
+/// window's two keys and the four packed-array headers), rounded up.
+pub(super) const DIGEST_FIXED: usize = 9 + 6 + 2 + 2 * 9 + 4 * FIELD;
 
 /// Bytes of the varint encoding of `v`, at compile time.
 const fn varint_len(mut v: u64) -> usize {

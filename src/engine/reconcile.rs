@@ -378,6 +378,16 @@ impl Engine {
                     gives.push(intro(key));
                 }
             }
+        } else if let (Some(first), Some(last)) = (d.window_first, d.window_last) {
+            // So are the healthy ones absent from its window's key range
+            // (one it holds dead and removed need not come back).
+            for key in self.members.in_range(first, last) {
+                if !listed.contains(&key)
+                    && self.members.get(key).is_some_and(|k| k.status.is_healthy())
+                {
+                    gives.push(intro(key));
+                }
+            }
         }
         Comparison {
             gives,

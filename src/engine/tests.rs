@@ -581,6 +581,23 @@ fn a_digest_of_a_thousand_nodes_is_paged_within_the_budget() {
                 d.nodes.len()
             );
             assert!(d.nodes.contains(&me), "a page always lists its sender");
+            // The window's key range is listed in full: that is its claim.
+            let (Some(first), Some(last)) = (d.window_first, d.window_last) else {
+                panic!("a page without its window's range");
+            };
+            let in_range: Vec<u64> = all
+                .iter()
+                .copied()
+                .filter(|&k| {
+                    if first <= last {
+                        (first..=last).contains(&k)
+                    } else {
+                        k >= first || k <= last
+                    }
+                })
+                .collect();
+            assert!(in_range.len() >= 20, "a window of {} keys", in_range.len());
+            assert!(in_range.iter().all(|k| d.nodes.contains(k)));
             seen.extend(d.nodes);
         }
     }
@@ -611,6 +628,8 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         unknown: vec![],
         // ...and at a newer incarnation of each: membership news too.
         liveness: vec![5 << 2; 1300],
+        window_first: None,
+        window_last: None,
     };
     // A peer that has heard of every node but holds nothing.
     let behind = proto::Digest {
@@ -622,6 +641,8 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         last_gc_versions: vec![],
         unknown: vec![],
         liveness: vec![],
+        window_first: None,
+        window_last: None,
     };
     for digest in [ahead, behind] {
         let syn = Kind::Syn(proto::Syn {
@@ -644,6 +665,75 @@ fn answers_about_a_thousand_nodes_fit_the_budget() {
         );
         while net.nodes[0].poll_transmit().is_some() {}
     }
+}
+
+/// A peer that lacks some members sends a page whose key range skips
+/// them: the answer introduces them, which only the range can tell.
+#[test]
+fn members_missing_from_a_pages_key_range_are_introduced() {
+    let mut net = net(1, 1400);
+    add_synthetic_nodes(&mut net, 300);
+    let peer = id(5, 1);
+    let cluster = config().cluster;
+    let mut keys: Vec<u64> = net.nodes[0].members.keys().collect();
+    keys.sort_unstable();
+    let range = &keys[100..160];
+    // The peer lists 60 contiguous keys of ours but three, at our versions.
+    let missing = [range[3], range[30], range[57]];
+    let listed: Vec<u64> = range
+        .iter()
+        .copied()
+        .filter(|k| !missing.contains(k))
+        .collect();
+    let versions: Vec<u64> = listed
+        .iter()
+        .map(|&k| net.nodes[0].members.get(k).unwrap().state.max_version())
+        .collect();
+    let introduced = |net: &mut Harness, window: Option<(u64, u64)>| -> Vec<u64> {
+        let digest = proto::Digest {
+            fingerprint: 1,
+            node_count: 300,
+            complete: false,
+            nodes: listed.clone(),
+            max_versions: versions.clone(),
+            last_gc_versions: vec![],
+            unknown: vec![],
+            liveness: vec![],
+            window_first: window.map(|w| w.0),
+            window_last: window.map(|w| w.1),
+        };
+        let syn = Kind::Syn(proto::Syn {
+            digest: Some(digest),
+            follow_up: false,
+            announce: false,
+        });
+        let now = net.now;
+        net.nodes[0].handle_packet(now, addr(5), &encode(&cluster, &peer, vec![syn]));
+        let mut given = Vec::new();
+        while let Some(t) = net.nodes[0].poll_transmit() {
+            let p = proto::Packet::decode(t.payload).unwrap();
+            for m in p.messages {
+                if let Some(Kind::SynAck(sa)) = m.kind {
+                    given.extend(
+                        sa.deltas
+                            .iter()
+                            .map(|d| NodeId::from_proto(d.node.as_ref().unwrap()).unwrap().key()),
+                    );
+                }
+            }
+        }
+        given
+    };
+    // Without the range the page says nothing of what the peer lacks.
+    let given = introduced(&mut net, None);
+    assert!(missing.iter().all(|k| !given.contains(k)), "{given:?}");
+    let given = introduced(&mut net, Some((range[0], range[59])));
+    for k in missing {
+        assert!(given.contains(&k), "{k} not introduced: {given:?}");
+    }
+    // Nothing outside the range is: the peer may well know those.
+    let outside: Vec<&u64> = given.iter().filter(|k| !range.contains(k)).collect();
+    assert!(outside.is_empty(), "outside the range: {outside:?}");
 }
 
 #[test]

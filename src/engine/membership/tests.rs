@@ -75,7 +75,36 @@ fn check(m: &Members, model: &Model) {
     let window: Vec<u64> = m.window(m.len() / 2).map(|(_, k)| k).collect();
     let all: HashSet<u64> = m.keys().collect();
     assert_eq!(window.len(), m.len());
-    assert_eq!(window.into_iter().collect::<HashSet<_>>(), all);
+    assert_eq!(window.iter().copied().collect::<HashSet<_>>(), all);
+    // In key order, rotated: every prefix is a cyclic key range, which is
+    // what a digest page's window claims.
+    let mut sorted: Vec<u64> = all.iter().copied().collect();
+    sorted.sort_unstable();
+    let start = (m.len() / 2) % sorted.len();
+    let rotated: Vec<u64> = sorted[start..]
+        .iter()
+        .chain(&sorted[..start])
+        .copied()
+        .collect();
+    assert_eq!(window, rotated);
+    for (i, &first) in sorted.iter().enumerate() {
+        for &last in sorted.iter().skip(i / 2) {
+            let cyclic = |k: u64| {
+                if first <= last {
+                    (first..=last).contains(&k)
+                } else {
+                    k >= first || k <= last
+                }
+            };
+            let mut want: Vec<u64> = sorted.iter().copied().filter(|&k| cyclic(k)).collect();
+            let got: Vec<u64> = m.in_range(first, last).collect();
+            let mut got_sorted = got.clone();
+            got_sorted.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got_sorted, want, "in_range({first}, {last})");
+            assert_eq!(got.len(), want.len());
+        }
+    }
 }
 
 proptest! {

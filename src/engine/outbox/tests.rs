@@ -19,4 +19,19 @@ fn the_constants_follow_the_encoding() {
         announce: false,
     };
     assert_eq!(flag.encoded_len(), FLAG);
+    // Every fixed field at its largest, and one line in each array (a
+    // line's own bytes are counted by the digest builder).
+    let fixed = proto::Digest {
+        fingerprint: u64::MAX,
+        node_count: u32::MAX,
+        complete: true,
+        nodes: vec![1],
+        max_versions: vec![0],
+        last_gc_versions: vec![0],
+        unknown: vec![],
+        liveness: vec![0],
+        window_first: Some(u64::MAX),
+        window_last: Some(u64::MAX),
+    };
+    assert!(fixed.encoded_len() - (8 + 1 + 1 + 1) <= DIGEST_FIXED);
 }
