@@ -181,6 +181,10 @@ struct Counters {
     drops: u64,
     seal_drops: u64,
     io_errors: u64,
+    /// Datagrams the OS dropped at the nodes' full receive buffers, as
+    /// the nodes themselves report it (`NodeMetrics::os_receive_drops`,
+    /// refreshed every 5 s).
+    os_drops: u64,
     /// Messages sent, by kind (in `kind_names` order).
     kinds: [u64; 10],
 }
@@ -212,6 +216,7 @@ impl Counters {
             c.drops += e.drops.total();
             c.seal_drops += m.seal.map_or(0, |s| s.dropped());
             c.io_errors += m.send_errors + m.recv_errors;
+            c.os_drops += m.os_receive_drops.unwrap_or(0);
             for (t, (_, k)) in c.kinds.iter_mut().zip(e.sent.by_kind()) {
                 *t += k;
             }
@@ -634,6 +639,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "pushes_unacked": e.pushes_unacked,
             "pushes_capped": e.pushes_capped,
             "pulls": e.pulls,
+            "node_os_receive_drops": e.os_drops,
             "push_acks_sent": e.push_acks_sent,
             "push_resend_percent": resend_pct,
             "suspicions": e.suspicions,

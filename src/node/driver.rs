@@ -22,6 +22,66 @@ use crate::transport::{Transport, TransportError};
 /// How often the seed provider may be asked while the node knows no peer.
 const SEED_RETRY: Duration = Duration::from_secs(1);
 
+/// How often the driver reads how many datagrams the OS dropped for its
+/// transport (reading `/proc/net/udp` costs a file read, so not per
+/// metrics call).
+const OS_DROPS_CHECK: Duration = Duration::from_secs(5);
+
+/// How often a node whose datagrams the OS drops says so, at most.
+const OS_DROPS_WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// The transport's own counters, as the driver keeps them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IoCounts {
+    pub send_errors: u64,
+    pub recv_errors: u64,
+    /// Datagrams the OS dropped at the transport's full receive buffer,
+    /// as of the last check (`None`: the transport does not tell).
+    pub os_receive_drops: Option<u64>,
+}
+
+/// Watches the OS's receive drops and says, rate-limited, when they grow:
+/// a node that cannot keep up with what it is sent loses datagrams before
+/// it sees them, which nothing else would report.
+#[derive(Debug, Default)]
+struct OsDrops {
+    warned: Option<Instant>,
+    /// Drops not yet reported in a warning.
+    unreported: u64,
+}
+
+impl OsDrops {
+    /// Takes the transport's count (`None`: not told), keeps it in `io`,
+    /// and warns if it grew (at most once per [`OS_DROPS_WARN_EVERY`],
+    /// naming the drops since the last warning); returns whether it did.
+    fn check(&mut self, total: Option<u64>, io: &mut IoCounts, now: Instant) -> bool {
+        let Some(total) = total else {
+            return false;
+        };
+        let before = io.os_receive_drops.unwrap_or(0);
+        io.os_receive_drops = Some(total);
+        self.unreported += total.saturating_sub(before);
+        if self.unreported == 0
+            || self
+                .warned
+                .is_some_and(|t| now.saturating_duration_since(t) < OS_DROPS_WARN_EVERY)
+        {
+            return false;
+        }
+        tracing::warn!(
+            dropped = self.unreported,
+            total,
+            "the OS dropped datagrams at this node's full receive buffer: the node \
+             cannot keep up with what it is sent (check CPU), or the buffer is small \
+             (raise net.core.rmem_default, or hand Udp::from_std a socket with a \
+             larger SO_RCVBUF)"
+        );
+        self.warned = Some(now);
+        self.unreported = 0;
+        true
+    }
+}
+
 // Each argument is one part the task owns from here on; a struct holding
 // them would only be unpacked again on the first line.
 #[allow(clippy::too_many_arguments)]
@@ -36,8 +96,10 @@ pub(crate) async fn run<T: Transport>(
     mut telemetry: Telemetry,
     mut discovery: Option<Discoverer>,
 ) {
-    let mut send_errors = 0u64;
-    let mut recv_errors = 0u64;
+    let mut io = IoCounts::default();
+    let mut os_drops = OsDrops::default();
+    let mut os_drops_check = tokio::time::interval(OS_DROPS_CHECK);
+    os_drops_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut recv_error_streak = 0u32;
     let mut next_seed_ask = Instant::now();
     let mut shutdown_ack = None;
@@ -47,7 +109,7 @@ pub(crate) async fn run<T: Transport>(
     loop {
         while let Some(t) = engine.poll_transmit() {
             if let Err(e) = transport.send(t.to, t.payload).await {
-                send_errors += 1;
+                io.send_errors += 1;
                 if !e.is_transient() {
                     tracing::warn!(error = %e, "transport closed; node stops");
                     transport.close().await;
@@ -86,7 +148,7 @@ pub(crate) async fn run<T: Transport>(
                     engine.handle_packet(Instant::now().into_std(), from, &bytes);
                 }
                 Err(e) if e.is_transient() => {
-                    recv_errors += 1;
+                    io.recv_errors += 1;
                     recv_error_streak += 1;
                     tracing::debug!(error = %e, "receive failed");
                     if recv_error_streak > 8 {
@@ -121,9 +183,12 @@ pub(crate) async fn run<T: Transport>(
                     let published = keys.as_mut().map_or(Ok(()), |k| k.publish(&mut engine, Instant::now().into_std()));
                     let _ = ack.send(published);
                 }
-                Some(cmd) => handle(&mut engine, cmd, send_errors, recv_errors),
+                Some(cmd) => handle(&mut engine, cmd, io),
             },
-            () = telemetry.due() => telemetry.report(&engine, send_errors, recv_errors),
+            () = telemetry.due() => telemetry.report(&engine, io),
+            _ = os_drops_check.tick() => {
+                os_drops.check(transport.os_receive_drops(), &mut io, Instant::now());
+            }
             () = tokio::time::sleep_until(deadline) => {
                 // Keyring changes made around the node handle (through a
                 // `Keyring` clone) are published here, within one interval.
@@ -145,7 +210,8 @@ pub(crate) async fn run<T: Transport>(
     transport.close().await;
     // The last counts, so what the final moments did is not lost.
     telemetry.drain(&mut engine);
-    telemetry.report(&engine, send_errors, recv_errors);
+    os_drops.check(transport.os_receive_drops(), &mut io, Instant::now());
+    telemetry.report(&engine, io);
     if let Some(ack) = shutdown_ack {
         let _ = ack.send(());
     }
@@ -154,7 +220,7 @@ pub(crate) async fn run<T: Transport>(
     }
 }
 
-fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64) {
+fn handle(engine: &mut Engine, cmd: Command, io: IoCounts) {
     let now = Instant::now().into_std();
     match cmd {
         Command::Set(k, v, tx) => {
@@ -176,8 +242,9 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
             let _ = tx.send(NodeMetrics {
                 engine: engine.metrics(),
                 members: engine.member_counts(),
-                send_errors,
-                recv_errors,
+                send_errors: io.send_errors,
+                recv_errors: io.recv_errors,
+                os_receive_drops: io.os_receive_drops,
                 seal: None,
                 discovery: None,
             });
@@ -201,5 +268,35 @@ fn handle(engine: &mut Engine, cmd: Command, send_errors: u64, recv_errors: u64)
         | Command::PublishKeys(_)
         | Command::Leave(_)
         | Command::AddSeeds(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_drops_are_kept_and_warned_of_at_most_every_30_s() {
+        let mut d = OsDrops::default();
+        let mut io = IoCounts::default();
+        let t0 = Instant::now();
+        assert!(
+            !d.check(None, &mut io, t0),
+            "a transport that does not tell"
+        );
+        assert_eq!(io.os_receive_drops, None);
+        assert!(!d.check(Some(0), &mut io, t0), "none dropped");
+        assert_eq!(io.os_receive_drops, Some(0));
+        assert!(d.check(Some(40), &mut io, t0 + Duration::from_secs(5)));
+        assert_eq!(io.os_receive_drops, Some(40));
+        // More drops within 30 s: counted, not said again...
+        assert!(!d.check(Some(90), &mut io, t0 + Duration::from_secs(10)));
+        assert!(!d.check(Some(90), &mut io, t0 + Duration::from_secs(34)));
+        assert_eq!(io.os_receive_drops, Some(90));
+        // ...until 30 s after the last warning, naming the 50 since.
+        assert!(d.check(Some(90), &mut io, t0 + Duration::from_secs(35)));
+        assert_eq!(d.unreported, 0);
+        // Nothing new: no warning, however long after.
+        assert!(!d.check(Some(90), &mut io, t0 + Duration::from_secs(100)));
     }
 }

@@ -112,4 +112,8 @@ impl<T: Transport> Transport for Shared<T> {
     async fn close(&self) {
         self.0.close().await;
     }
+
+    fn os_receive_drops(&self) -> Option<u64> {
+        self.0.os_receive_drops()
+    }
 }

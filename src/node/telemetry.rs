@@ -21,6 +21,7 @@ use std::time::Duration;
 use metrics::{Label, SharedString, Unit};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use super::driver::IoCounts;
 use super::encrypted::SealStats;
 use crate::engine::{Engine, Metrics, Observation, SuspicionOutcome};
 use crate::transport::EncryptedStats;
@@ -53,6 +54,7 @@ const PUSH_RETRIES: &str = "scuttlewire_push_retries_total";
 const PUSH_CAPPED: &str = "scuttlewire_push_capped_total";
 const ANNOUNCEMENTS: &str = "scuttlewire_announcements_total";
 const PULLS: &str = "scuttlewire_pulls_total";
+const OS_DROPS: &str = "scuttlewire_os_receive_drops_total";
 const PUSH_UNACKED: &str = "scuttlewire_push_unacked_total";
 
 /// Gauge names.
@@ -68,8 +70,7 @@ const PUSH_ACK: &str = "scuttlewire_push_ack_seconds";
 /// Everything the counters are read from, at one report.
 struct Totals {
     engine: Metrics,
-    send_errors: u64,
-    recv_errors: u64,
+    io: IoCounts,
     seal: Option<EncryptedStats>,
 }
 
@@ -272,11 +273,12 @@ const COUNTERS: &[Series] = &[
         seal!(accepted_plaintext),
     ),
     series(TRANSPORT_ERRORS, &[("direction", "send")], |t| {
-        Some(t.send_errors)
+        Some(t.io.send_errors)
     }),
     series(TRANSPORT_ERRORS, &[("direction", "receive")], |t| {
-        Some(t.recv_errors)
+        Some(t.io.recv_errors)
     }),
+    series(OS_DROPS, &[], |t| t.io.os_receive_drops),
     series(GOSSIP_ROUNDS, &[], |t| Some(t.engine.gossip_rounds)),
     series(IN_SYNC, &[], |t| Some(t.engine.in_sync)),
     series(DELTA_GAPS, &[], |t| Some(t.engine.delta_gaps)),
@@ -445,6 +447,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Announced versions pulled because the broadcast tree did not bring them in time",
     ),
     (
+        OS_DROPS,
+        Kind::Counter,
+        Unit::Count,
+        "Datagrams the OS dropped at this node's full socket receive buffer (Linux UDP; read every 5 s): the node cannot keep up",
+    ),
+    (
         PUSH_RETRIES,
         Kind::Counter,
         Unit::Count,
@@ -529,11 +537,10 @@ impl Telemetry {
 
     /// Counters grow by what `engine` (and the transport) counted since
     /// the last report; gauges take their current values.
-    pub fn report(&mut self, engine: &Engine, send_errors: u64, recv_errors: u64) {
+    pub fn report(&mut self, engine: &Engine, io: IoCounts) {
         let totals = Totals {
             engine: engine.metrics(),
-            send_errors,
-            recv_errors,
+            io,
             seal: self.seal.as_ref().and_then(|read| read()),
         };
         for (series, last) in COUNTERS.iter().zip(self.last.iter_mut()) {

@@ -546,6 +546,10 @@ impl<T: Transport> Transport for Chaos<T> {
     async fn close(&self) {
         self.inner.close().await;
     }
+
+    fn os_receive_drops(&self) -> Option<u64> {
+        self.inner.os_receive_drops()
+    }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Chaos<T> {

@@ -351,6 +351,10 @@ impl<T: Transport> Transport for Encrypted<T> {
     async fn close(&self) {
         self.inner.close().await;
     }
+
+    fn os_receive_drops(&self) -> Option<u64> {
+        self.inner.os_receive_drops()
+    }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Encrypted<T> {

@@ -151,4 +151,18 @@ pub trait Transport: Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Datagrams the operating system dropped before this transport could
+    /// receive them (its socket's receive buffer was full), since the
+    /// socket was opened; `None` when the platform does not tell. A
+    /// growing count means the node cannot keep up with what it is sent:
+    /// the driver logs it (rate-limited) and reports it in
+    /// [`NodeMetrics`](crate::node::NodeMetrics).
+    ///
+    /// [`Udp`] reads it on Linux (the `drops` column of its socket's row
+    /// in `/proc/net/udp`); the default says `None`. A decorator forwards
+    /// the call to the transport it wraps.
+    fn os_receive_drops(&self) -> Option<u64> {
+        None
+    }
 }

@@ -86,6 +86,8 @@ pub struct Udp {
     /// One receive buffer reused for every datagram; only locked around the
     /// non-blocking `try_recv_from`, never across an `.await`.
     buf: Mutex<Box<[u8]>>,
+    /// The socket's inode, which names its row in `/proc/net/udp` (Linux).
+    inode: Option<u64>,
 }
 
 impl Udp {
@@ -125,13 +127,45 @@ impl Udp {
         let local_addr = socket
             .local_addr()
             .map_err(|e| TransportError::Setup(format!("UDP local address: {e}")))?;
+        let inode = socket_inode(&socket);
         Ok(Udp {
             socket,
             local_addr,
             max_payload: config.max_payload,
             buf: Mutex::new(vec![0; MAX_DATAGRAM + 1].into_boxed_slice()),
+            inode,
         })
     }
+}
+
+/// The inode of a socket, from its `/proc/self/fd` link (`socket:[N]`);
+/// `None` off Linux.
+#[cfg(target_os = "linux")]
+fn socket_inode(socket: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_inode(_: &UdpSocket) -> Option<u64> {
+    None
+}
+
+/// The `drops` column of the row of socket `inode` in a `/proc/net/udp`
+/// table (`inode` is the tenth column, `drops` the last).
+fn drops_in(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        cols.last()?.parse().ok()
+    })
 }
 
 impl fmt::Debug for Udp {
@@ -181,6 +215,16 @@ impl Transport for Udp {
     fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    /// Reads the socket's row of `/proc/net/udp` (or `udp6`) on Linux.
+    fn os_receive_drops(&self) -> Option<u64> {
+        let inode = self.inode?;
+        let table = match self.local_addr {
+            SocketAddr::V4(_) => "/proc/net/udp",
+            SocketAddr::V6(_) => "/proc/net/udp6",
+        };
+        drops_in(&std::fs::read_to_string(table).ok()?, inode)
+    }
 }
 
 /// Reports an IPv4-mapped IPv6 source as the IPv4 address it stands for.
@@ -208,6 +252,36 @@ fn destination(local: SocketAddr, to: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_drops_column_is_read_from_the_sockets_row() {
+        let table = "\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 1234: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0
+ 1235: 0100007F:A1B3 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 4343 2 0000000000000000 117
+";
+        assert_eq!(drops_in(table, 4343), Some(117));
+        assert_eq!(drops_in(table, 4242), Some(0));
+        assert_eq!(drops_in(table, 99), None);
+    }
+
+    /// A socket nobody reads from drops what overflows its buffer, and the
+    /// transport reports it (Linux only: elsewhere it says `None`).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_receive_buffer_shows_as_os_drops() {
+        let rx = Udp::bind(V4.parse().unwrap()).await.unwrap();
+        let tx = Udp::bind(V4.parse().unwrap()).await.unwrap();
+        assert_eq!(rx.os_receive_drops(), Some(0));
+        let payload = Bytes::from(vec![7u8; 1_400]);
+        // Far more than any default receive buffer holds (~200 KiB).
+        for _ in 0..2_000 {
+            tx.send(rx.local_addr(), payload.clone()).await.unwrap();
+        }
+        let drops = rx.os_receive_drops().expect("read on Linux");
+        assert!(drops > 0, "no drops after 2.8 MB into an unread socket");
+        assert_eq!(tx.os_receive_drops(), Some(0));
+    }
 
     const V4: &str = "127.0.0.1:0";
     const V6: &str = "[::1]:0";

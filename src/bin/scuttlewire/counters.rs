@@ -26,6 +26,9 @@ pub fn flatten(metrics: &NodeMetrics) -> Vec<(String, u64)> {
     }
     out.push(("send_errors".into(), metrics.send_errors));
     out.push(("recv_errors".into(), metrics.recv_errors));
+    if let Some(n) = metrics.os_receive_drops {
+        out.push(("os_receive_drops".into(), n));
+    }
     if let Some(s) = &metrics.seal {
         for (name, value) in [
             ("sealed", s.sealed),
