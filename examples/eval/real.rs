@@ -168,6 +168,8 @@ struct Counters {
     /// Tree pushes sent (first sends).
     pushes_sent: u64,
     pushes_retried: u64,
+    /// Resends found spurious (answered sooner than any round trip).
+    pushes_spurious: u64,
     pushes_unacked: u64,
     /// Tree pushes sent once, untracked, at a cap.
     pushes_capped: u64,
@@ -183,7 +185,7 @@ struct Counters {
     io_errors: u64,
     /// Datagrams the OS dropped at the nodes' full receive buffers, as
     /// the nodes themselves report it (`NodeMetrics::os_receive_drops`,
-    /// refreshed every 5 s).
+    /// refreshed every 30 s, every 5 s while busy).
     os_drops: u64,
     /// Messages sent, by kind (in `kind_names` order).
     kinds: [u64; 10],
@@ -206,6 +208,7 @@ impl Counters {
             c.largest_packet = c.largest_packet.max(e.largest_packet_sent);
             c.pushes_sent += e.pushes_sent;
             c.pushes_retried += e.pushes_retried;
+            c.pushes_spurious += e.pushes_resent_spuriously;
             c.pushes_unacked += e.pushes_unacked;
             c.pushes_capped += e.pushes_capped;
             c.pulls += e.pulls;
@@ -639,6 +642,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "pushes_unacked": e.pushes_unacked,
             "pushes_capped": e.pushes_capped,
             "pulls": e.pulls,
+            "pushes_resent_spuriously": e.pushes_spurious,
             "node_os_receive_drops": e.os_drops,
             "push_acks_sent": e.push_acks_sent,
             "push_resend_percent": resend_pct,

@@ -176,6 +176,14 @@ pub struct Metrics {
     /// Announced versions pulled because the tree did not bring them in
     /// time.
     pub pulls: u64,
+    /// Resent tree pushes whose acknowledgement came sooner after the
+    /// resend than any measured round trip: the peer was only slow, and
+    /// answered the earlier send (the wait then learns that delay).
+    pub pushes_resent_spuriously: u64,
+    /// Gossip rounds that shed their anti-entropy and rumor-only packets
+    /// (and lazy announcements) because the node was overloaded (see
+    /// [`Engine::note_overload`](super::Engine::note_overload)).
+    pub shed_rounds: u64,
     /// Pushes along the broadcast tree given up after every retry went
     /// unanswered (the child is down, or the link is very lossy);
     /// anti-entropy repairs what they carried.

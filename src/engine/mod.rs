@@ -138,6 +138,9 @@ pub struct Engine {
     last_now: Instant,
     /// Whether [`leave`](Engine::leave) was called.
     leaving: bool,
+    /// Until when the node sheds optional traffic (see
+    /// [`note_overload`](Engine::note_overload)).
+    overloaded_until: Option<Instant>,
     seeds: Vec<SocketAddr>,
     // ----- the rooms' state, each behind its own interface -----
     /// Members, their status and their versioned state.
@@ -222,6 +225,7 @@ impl Engine {
             timers,
             last_now: now,
             leaving: false,
+            overloaded_until: None,
             seeds: Vec::new(),
             events: VecDeque::new(),
             reconciler: Reconciler::new(now),
@@ -719,7 +723,7 @@ impl Engine {
         buddy: Option<&Subject>,
         announce: bool,
     ) {
-        if announce {
+        if announce && !self.shedding(self.last_now) {
             self.add_announcement(&mut packer);
         }
         if !self.rumors.is_empty() {
@@ -730,6 +734,32 @@ impl Engine {
             }
         }
         self.outbox.queue(packer, to);
+    }
+
+    /// Says that this node is overloaded at `now` (its driver found
+    /// datagrams piling up unread, or the OS dropping them): for one
+    /// `probe_interval` after the last such note it sheds what only speeds
+    /// dissemination up, in this order, and keeps what keeps members
+    /// alive:
+    ///
+    /// 1. shed: anti-entropy `Syn`s to random peers, rumor-only packets to
+    ///    `gossip_nodes` random peers, and lazy announcements (whose pulls
+    ///    would follow); rumors still ride on every packet sent;
+    /// 2. kept: probes, their acks and relays, answers to peers' exchanges,
+    ///    and tree pushes with their acks (already capped per peer and per
+    ///    node, and backing off).
+    ///
+    /// An overloaded cluster thus slows its dissemination down instead of
+    /// failing its probes and declaring live members dead. Counted in
+    /// [`Metrics::shed_rounds`].
+    pub fn note_overload(&mut self, now: Instant) {
+        self.advance(now);
+        self.overloaded_until = Some(now + self.config.probe_interval);
+    }
+
+    /// Whether optional traffic is being shed at `now`.
+    pub(super) fn shedding(&self, now: Instant) -> bool {
+        self.overloaded_until.is_some_and(|t| now < t)
     }
 
     /// This node's incarnation.

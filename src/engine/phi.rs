@@ -78,6 +78,15 @@ impl RttDetector {
         t.clamp(max / 10, max)
     }
 
+    /// The shortest round trip in the window, if any.
+    pub fn min(&self) -> Option<Duration> {
+        self.samples
+            .iter()
+            .copied()
+            .reduce(f64::min)
+            .map(Duration::from_secs_f64)
+    }
+
     /// Mean and deviation of the samples in seconds, the deviation at least
     /// the mean divided by `floor_div`; `None` with fewer than `min`
     /// samples.

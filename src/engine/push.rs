@@ -92,8 +92,20 @@ struct PendingPush {
     tries: u8,
     /// Whether the peer's children were sent the push already.
     adopted: bool,
+    /// The first send, and the last one.
     sent: Instant,
+    last_sent: Instant,
     due: Instant,
+}
+
+/// A tree push answered.
+struct Acked {
+    /// Since its first send.
+    waited: Duration,
+    /// Since its last send.
+    since_last: Duration,
+    /// Sends made.
+    tries: u8,
 }
 
 /// A tree push to send again.
@@ -231,6 +243,7 @@ impl Pushes {
             tries: 1,
             adopted: false,
             sent: now,
+            last_sent: now,
             due,
         });
         id
@@ -247,13 +260,16 @@ impl Pushes {
         }
     }
 
-    /// Stops resending push `id`; returns how long it waited and whether
-    /// it was answered on its first send.
-    fn acked(&mut self, id: u32, now: Instant) -> Option<(Duration, bool)> {
+    /// Stops resending push `id`; returns how long it waited.
+    fn acked(&mut self, id: u32, now: Instant) -> Option<Acked> {
         let i = self.pending.iter().position(|p| p.id == id)?;
         let p = self.pending.swap_remove(i);
         self.untrack(&p);
-        Some((now.saturating_duration_since(p.sent), p.tries == 1))
+        Some(Acked {
+            waited: now.saturating_duration_since(p.sent),
+            since_last: now.saturating_duration_since(p.last_sent),
+            tries: p.tries,
+        })
     }
 
     /// The overdue pushes at `now`, in pending order: those to send again
@@ -294,6 +310,7 @@ impl Pushes {
             }
             self.dues.remove(&(p.due, p.id));
             p.tries += 1;
+            p.last_sent = now;
             p.due = now + (wait * retry_factor(p.tries)).min(max_wait);
             self.dues.insert((p.due, p.id));
             resend.push(Resend {
@@ -530,19 +547,28 @@ impl Engine {
         self.apply_deltas(now, &push.deltas, true);
     }
 
-    /// A tree push arrived: stop resending it. A first-try answer is also
-    /// a round-trip sample (a resent one is ambiguous, as in Karn's rule).
+    /// A tree push was acknowledged: stop resending it. A first-try
+    /// answer is also a round-trip sample. An answer to a resent push is
+    /// ambiguous (Karn's rule), except when it comes sooner after the
+    /// last send than any round trip ever measured: then it answers an
+    /// earlier send, the resend was spurious (the peer was only slow, as
+    /// Eifel detects for TCP, RFC 3522), and the time since the first
+    /// send is a sample. Dropping those samples is what kept the wait
+    /// below the delays of a loaded peer, which then drew resends.
     /// Matched by id alone, as probe acks are by sequence number: a
     /// multi-homed peer may answer from another address than the one we
     /// sent to.
     pub(super) fn on_push_ack(&mut self, now: Instant, push_id: u32) {
-        let Some((waited, first_try)) = self.pushes.acked(push_id, now) else {
+        let Some(a) = self.pushes.acked(push_id, now) else {
             return;
         };
-        if first_try {
-            self.rtt.record(waited);
+        if a.tries == 1 {
+            self.rtt.record(a.waited);
+        } else if self.rtt.min().is_some_and(|min| a.since_last < min) {
+            self.metrics.pushes_resent_spuriously += 1;
+            self.rtt.record(a.waited);
         }
-        self.observations.record(Observation::PushAcked(waited));
+        self.observations.record(Observation::PushAcked(a.waited));
     }
 
     /// Sends the overdue tree pushes again, after waits of

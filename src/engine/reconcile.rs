@@ -138,7 +138,11 @@ impl Engine {
             tracing::trace_span!("gossip_round", round = self.metrics.gossip_rounds).entered();
         let mine = self.members.fingerprint();
         let mut targets: Vec<SocketAddr> = Vec::new();
-        let fanout = if self.anti_entropy_active(now) {
+        let shedding = self.shedding(now);
+        if shedding {
+            self.metrics.shed_rounds += 1;
+        }
+        let fanout = if self.anti_entropy_active(now) && !shedding {
             self.config.gossip_fanout
         } else {
             0
@@ -158,7 +162,7 @@ impl Engine {
         for to in &targets {
             self.send_syn(*to, &[], &[], false);
         }
-        if !self.rumors.is_empty() {
+        if !self.rumors.is_empty() && !shedding {
             let extra = self
                 .members
                 .random_peers(&mut self.rng, self.config.gossip_nodes, None);

@@ -973,3 +973,71 @@ fn member_records_with_an_unspecified_address_are_refused_and_counted() {
     let err = Engine::new(config(), anywhere, 1400, 1, now).unwrap_err();
     assert!(err.to_string().contains("advertise"), "{err}");
 }
+
+// ----- overload ---------------------------------------------------------------
+
+/// What node 0 sent in `net.log`: (Syns opening an exchange, packets of
+/// rumors only, pings).
+fn node0_sent(net: &Harness) -> (usize, usize, usize) {
+    let (mut syns, mut rumor_only, mut pings) = (0, 0, 0);
+    for (_, t) in net.log.iter().filter(|(i, _)| *i == 0) {
+        let p = proto::Packet::decode(t.payload.clone()).unwrap();
+        let kinds: Vec<&Kind> = p.messages.iter().filter_map(|m| m.kind.as_ref()).collect();
+        syns += kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::Syn(s) if !s.follow_up && !s.announce))
+            .count();
+        pings += kinds.iter().filter(|k| matches!(k, Kind::Ping(_))).count();
+        if !kinds.is_empty()
+            && kinds
+                .iter()
+                .all(|k| matches!(k, Kind::Member(_) | Kind::Broadcast(_)))
+        {
+            rumor_only += 1;
+        }
+    }
+    (syns, rumor_only, pings)
+}
+
+/// An overloaded node sheds anti-entropy and rumor-only gossip but goes
+/// on probing, for one probe interval after the last note; with the same
+/// writes and broadcasts and no note, it sends both.
+#[test]
+fn an_overloaded_node_sheds_gossip_and_keeps_probing() {
+    // Anti-entropy every round (no pushes), fast probes.
+    let cfg = Config {
+        push_fanout: 0,
+        ..Config::local()
+    };
+    let mut net = Harness::new(4, cfg, 1400);
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        n.nodes.iter().all(|e| e.member_count() == 4)
+    }));
+    let busy = |net: &mut Harness, overloaded: bool| {
+        net.log.clear();
+        for i in 0..10 {
+            let now = net.now;
+            if overloaded {
+                net.nodes[0].note_overload(now);
+            }
+            net.nodes[0].set(now, "k", format!("{i}")).unwrap();
+            net.nodes[0]
+                .broadcast(now, Bytes::from(format!("b{overloaded}{i}")))
+                .unwrap();
+            net.run_for(Duration::from_millis(100));
+        }
+        node0_sent(net)
+    };
+    let (syns, rumor_only, pings) = busy(&mut net, true);
+    assert_eq!((syns, rumor_only), (0, 0), "shed while overloaded");
+    assert!(pings >= 3, "probes go on: {pings} pings in 1 s");
+    assert!(net.nodes[0].metrics().shed_rounds >= 15);
+    // One probe interval after the last note, gossip is back.
+    net.run_for(Duration::from_millis(250));
+    let (syns, rumor_only, pings) = busy(&mut net, false);
+    assert!(
+        syns > 0 && rumor_only > 0,
+        "{syns} syns, {rumor_only} rumor-only"
+    );
+    assert!(pings >= 3);
+}

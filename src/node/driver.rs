@@ -22,10 +22,20 @@ use crate::transport::{Transport, TransportError};
 /// How often the seed provider may be asked while the node knows no peer.
 const SEED_RETRY: Duration = Duration::from_secs(1);
 
+/// Datagrams already waiting that are read, at most, before due timers
+/// run (see the timer branch of [`run`]).
+const READY_BATCH: usize = 64;
+
 /// How often the driver reads how many datagrams the OS dropped for its
-/// transport (reading `/proc/net/udp` costs a file read, so not per
-/// metrics call).
-const OS_DROPS_CHECK: Duration = Duration::from_secs(5);
+/// transport when nothing suggests it should look sooner. Reading
+/// `/proc/net/udp` makes the kernel format a row per UDP socket on the
+/// host, so it is not done per metrics call: with 1,024 nodes in one
+/// process, a read every 5 s by each took a tenth of the CPU.
+const OS_DROPS_CHECK: Duration = Duration::from_secs(30);
+
+/// How often, at most, the driver reads the OS's drops while it finds
+/// datagrams piling up unread (the sign that comes before a full buffer).
+const OS_DROPS_CHECK_BUSY: Duration = Duration::from_secs(5);
 
 /// How often a node whose datagrams the OS drops says so, at most.
 const OS_DROPS_WARN_EVERY: Duration = Duration::from_secs(30);
@@ -40,11 +50,39 @@ pub(crate) struct IoCounts {
     pub os_receive_drops: Option<u64>,
 }
 
+/// Tells the engine when the node is overloaded, and says so in the log
+/// (at most once per [`OS_DROPS_WARN_EVERY`]).
+#[derive(Debug, Default)]
+struct Overload {
+    warned: Option<Instant>,
+}
+
+impl Overload {
+    fn note(&mut self, engine: &mut Engine, cause: &'static str, now: Instant) {
+        engine.note_overload(now.into_std());
+        if self
+            .warned
+            .is_some_and(|t| now.saturating_duration_since(t) < OS_DROPS_WARN_EVERY)
+        {
+            return;
+        }
+        self.warned = Some(now);
+        tracing::warn!(
+            cause,
+            shed_rounds = engine.metrics().shed_rounds,
+            "node overloaded: shedding anti-entropy, rumor-only gossip and \
+             announcements (probes and pushes go on); dissemination slows down"
+        );
+    }
+}
+
 /// Watches the OS's receive drops and says, rate-limited, when they grow:
 /// a node that cannot keep up with what it is sent loses datagrams before
 /// it sees them, which nothing else would report.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OsDrops {
+    /// When the count was last read.
+    checked: Instant,
     warned: Option<Instant>,
     /// Drops not yet reported in a warning.
     unreported: u64,
@@ -54,7 +92,16 @@ impl OsDrops {
     /// Takes the transport's count (`None`: not told), keeps it in `io`,
     /// and warns if it grew (at most once per [`OS_DROPS_WARN_EVERY`],
     /// naming the drops since the last warning); returns whether it did.
+    fn new(now: Instant) -> OsDrops {
+        OsDrops {
+            checked: now,
+            warned: None,
+            unreported: 0,
+        }
+    }
+
     fn check(&mut self, total: Option<u64>, io: &mut IoCounts, now: Instant) -> bool {
+        self.checked = now;
         let Some(total) = total else {
             return false;
         };
@@ -97,7 +144,8 @@ pub(crate) async fn run<T: Transport>(
     mut discovery: Option<Discoverer>,
 ) {
     let mut io = IoCounts::default();
-    let mut os_drops = OsDrops::default();
+    let mut os_drops = OsDrops::new(Instant::now());
+    let mut overload = Overload::default();
     let mut os_drops_check = tokio::time::interval(OS_DROPS_CHECK);
     os_drops_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut recv_error_streak = 0u32;
@@ -187,9 +235,45 @@ pub(crate) async fn run<T: Transport>(
             },
             () = telemetry.due() => telemetry.report(&engine, io),
             _ = os_drops_check.tick() => {
+                let before = io.os_receive_drops;
                 os_drops.check(transport.os_receive_drops(), &mut io, Instant::now());
+                if io.os_receive_drops > before && before.is_some() {
+                    overload.note(&mut engine, "the OS drops datagrams", Instant::now());
+                }
             }
             () = tokio::time::sleep_until(deadline) => {
+                // Datagrams already waiting are read first (a batch at
+                // most, so timers are never starved): an answer sitting in
+                // the socket must not be taken for silence. A probe failed
+                // or a push resent while its ack was queued here is how a
+                // busy node came to suspect its peers and resend to them.
+                let mut waiting = 0;
+                for _ in 0..READY_BATCH {
+                    waiting += 1;
+                    match tokio::time::timeout(Duration::ZERO, transport.recv()).await {
+                        Ok(Ok((from, bytes))) => {
+                            recv_error_streak = 0;
+                            engine.handle_packet(Instant::now().into_std(), from, &bytes);
+                        }
+                        Ok(Err(_)) => {
+                            // Seen again (and handled) by the next receive.
+                            io.recv_errors += 1;
+                            break;
+                        }
+                        Err(_) => {
+                            waiting -= 1;
+                            break;
+                        }
+                    }
+                }
+                if waiting == READY_BATCH {
+                    // A full batch was waiting: the node is behind.
+                    let now = Instant::now();
+                    overload.note(&mut engine, "datagrams pile up unread", now);
+                    if now.saturating_duration_since(os_drops.checked) >= OS_DROPS_CHECK_BUSY {
+                        os_drops_check.reset_immediately();
+                    }
+                }
                 // Keyring changes made around the node handle (through a
                 // `Keyring` clone) are published here, within one interval.
                 if let Some(k) = keys.as_mut() {
@@ -277,9 +361,9 @@ mod tests {
 
     #[test]
     fn os_drops_are_kept_and_warned_of_at_most_every_30_s() {
-        let mut d = OsDrops::default();
-        let mut io = IoCounts::default();
         let t0 = Instant::now();
+        let mut d = OsDrops::new(t0);
+        let mut io = IoCounts::default();
         assert!(
             !d.check(None, &mut io, t0),
             "a transport that does not tell"

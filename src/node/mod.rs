@@ -166,7 +166,8 @@ pub struct NodeMetrics {
     pub recv_errors: u64,
     /// Datagrams the operating system dropped at the transport's full
     /// receive buffer since it opened, as of the driver's last check
-    /// (every 5 s): a growing count means the node cannot keep up with
+    /// (every 30 s; every 5 s while datagrams pile up unread): a growing
+    /// count means the node cannot keep up with
     /// what it is sent, and the node logs a warning (at most every 30 s).
     /// `None` when the transport does not tell (see
     /// [`Transport::os_receive_drops`](crate::transport::Transport::os_receive_drops)).

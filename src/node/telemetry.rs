@@ -55,6 +55,8 @@ const PUSH_CAPPED: &str = "scuttlewire_push_capped_total";
 const ANNOUNCEMENTS: &str = "scuttlewire_announcements_total";
 const PULLS: &str = "scuttlewire_pulls_total";
 const OS_DROPS: &str = "scuttlewire_os_receive_drops_total";
+const PUSH_SPURIOUS: &str = "scuttlewire_push_spurious_resends_total";
+const SHED_ROUNDS: &str = "scuttlewire_shed_rounds_total";
 const PUSH_UNACKED: &str = "scuttlewire_push_unacked_total";
 
 /// Gauge names.
@@ -279,6 +281,10 @@ const COUNTERS: &[Series] = &[
         Some(t.io.recv_errors)
     }),
     series(OS_DROPS, &[], |t| t.io.os_receive_drops),
+    series(PUSH_SPURIOUS, &[], |t| {
+        Some(t.engine.pushes_resent_spuriously)
+    }),
+    series(SHED_ROUNDS, &[], |t| Some(t.engine.shed_rounds)),
     series(GOSSIP_ROUNDS, &[], |t| Some(t.engine.gossip_rounds)),
     series(IN_SYNC, &[], |t| Some(t.engine.in_sync)),
     series(DELTA_GAPS, &[], |t| Some(t.engine.delta_gaps)),
@@ -447,10 +453,22 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Announced versions pulled because the broadcast tree did not bring them in time",
     ),
     (
+        SHED_ROUNDS,
+        Kind::Counter,
+        Unit::Count,
+        "Gossip rounds that shed anti-entropy, rumor-only packets and announcements because the node was overloaded",
+    ),
+    (
+        PUSH_SPURIOUS,
+        Kind::Counter,
+        Unit::Count,
+        "Push resends found spurious: the acknowledgement came sooner after the resend than any round trip (the peer was only slow)",
+    ),
+    (
         OS_DROPS,
         Kind::Counter,
         Unit::Count,
-        "Datagrams the OS dropped at this node's full socket receive buffer (Linux UDP; read every 5 s): the node cannot keep up",
+        "Datagrams the OS dropped at this node's full socket receive buffer (Linux UDP; read every 30 s, every 5 s while datagrams pile up): the node cannot keep up",
     ),
     (
         PUSH_RETRIES,

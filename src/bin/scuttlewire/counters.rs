@@ -71,6 +71,8 @@ fn engine(e: &Metrics, out: &mut Vec<(String, u64)>) {
         ("liveness_merged", e.liveness_merged),
         ("pushes_sent", e.pushes_sent),
         ("pushes_retried", e.pushes_retried),
+        ("pushes_resent_spuriously", e.pushes_resent_spuriously),
+        ("shed_rounds", e.shed_rounds),
         ("pushes_capped", e.pushes_capped),
         ("announcements_sent", e.announcements_sent),
         ("pulls", e.pulls),
