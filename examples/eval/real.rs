@@ -170,6 +170,8 @@ struct Counters {
     pushes_retried: u64,
     /// Resends found spurious (answered sooner than any round trip).
     pushes_spurious: u64,
+    /// Gossip rounds that shed optional traffic (overload).
+    shed_rounds: u64,
     pushes_unacked: u64,
     /// Tree pushes sent once, untracked, at a cap.
     pushes_capped: u64,
@@ -209,6 +211,7 @@ impl Counters {
             c.pushes_sent += e.pushes_sent;
             c.pushes_retried += e.pushes_retried;
             c.pushes_spurious += e.pushes_resent_spuriously;
+            c.shed_rounds += e.shed_rounds;
             c.pushes_unacked += e.pushes_unacked;
             c.pushes_capped += e.pushes_capped;
             c.pulls += e.pulls;
@@ -643,6 +646,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "pushes_capped": e.pushes_capped,
             "pulls": e.pulls,
             "pushes_resent_spuriously": e.pushes_spurious,
+            "shed_rounds": e.shed_rounds,
             "node_os_receive_drops": e.os_drops,
             "push_acks_sent": e.push_acks_sent,
             "push_resend_percent": resend_pct,

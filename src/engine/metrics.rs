@@ -180,8 +180,8 @@ pub struct Metrics {
     /// resend than any measured round trip: the peer was only slow, and
     /// answered the earlier send (the wait then learns that delay).
     pub pushes_resent_spuriously: u64,
-    /// Gossip rounds that shed their anti-entropy and rumor-only packets
-    /// (and lazy announcements) because the node was overloaded (see
+    /// Gossip rounds that shed their anti-entropy packets (and lazy
+    /// announcements) because the node was overloaded (see
     /// [`Engine::note_overload`](super::Engine::note_overload)).
     pub shed_rounds: u64,
     /// Pushes along the broadcast tree given up after every retry went

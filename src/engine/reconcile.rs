@@ -162,7 +162,7 @@ impl Engine {
         for to in &targets {
             self.send_syn(*to, &[], &[], false);
         }
-        if !self.rumors.is_empty() && !shedding {
+        if !self.rumors.is_empty() {
             let extra = self
                 .members
                 .random_peers(&mut self.rng, self.config.gossip_nodes, None);

@@ -70,8 +70,8 @@ impl Overload {
         tracing::warn!(
             cause,
             shed_rounds = engine.metrics().shed_rounds,
-            "node overloaded: shedding anti-entropy, rumor-only gossip and \
-             announcements (probes and pushes go on); dissemination slows down"
+            "node overloaded: shedding anti-entropy and announcements (probes, \
+             rumors and pushes go on); dissemination slows down"
         );
     }
 }

@@ -456,7 +456,7 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         SHED_ROUNDS,
         Kind::Counter,
         Unit::Count,
-        "Gossip rounds that shed anti-entropy, rumor-only packets and announcements because the node was overloaded",
+        "Gossip rounds that shed anti-entropy and announcements because the node was overloaded",
     ),
     (
         PUSH_SPURIOUS,
