@@ -14,7 +14,9 @@
 //!    with node 0 only, each with its `--state` keys set before it starts.
 //!    Join time runs from the first start until every node counts all N
 //!    members alive, capped at `--join-cap` seconds (`started_seconds`: when the last
-//!    node started; the slowest node's progress is printed each second);
+//!    node started; the slowest node's progress is printed each second,
+//!    and with `SW_EVAL_JOIN_DEBUG` set, once at most 12 nodes lack the
+//!    full view, which members each of them lacks);
 //! 2. **settle** for [`SETTLE`], then an **idle** window of `--secs`;
 //! 3. [`WRITES`] **isolated writes**, each one key set on one node and a
 //!    [`WRITE_WINDOW`] after it: the traffic over the idle rate, and the
