@@ -37,8 +37,27 @@ const OS_DROPS_CHECK: Duration = Duration::from_secs(30);
 /// datagrams piling up unread (the sign that comes before a full buffer).
 const OS_DROPS_CHECK_BUSY: Duration = Duration::from_secs(5);
 
-/// How often a node whose datagrams the OS drops says so, at most.
-const OS_DROPS_WARN_EVERY: Duration = Duration::from_secs(30);
+/// How often the driver logs that its node is overloaded, or that the
+/// OS drops its datagrams, at most (each).
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// A rate limit: at most one `due` per [`WARN_EVERY`].
+#[derive(Debug, Default)]
+struct Warned(Option<Instant>);
+
+impl Warned {
+    /// Whether to warn at `now`; if so, the next is `WARN_EVERY` later.
+    fn due(&mut self, now: Instant) -> bool {
+        if self
+            .0
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
 
 /// The transport's own counters, as the driver keeps them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,22 +70,18 @@ pub(crate) struct IoCounts {
 }
 
 /// Tells the engine when the node is overloaded, and says so in the log
-/// (at most once per [`OS_DROPS_WARN_EVERY`]).
+/// (at most once per [`WARN_EVERY`]).
 #[derive(Debug, Default)]
 struct Overload {
-    warned: Option<Instant>,
+    warned: Warned,
 }
 
 impl Overload {
     fn note(&mut self, engine: &mut Engine, cause: &'static str, now: Instant) {
         engine.note_overload(now.into_std());
-        if self
-            .warned
-            .is_some_and(|t| now.saturating_duration_since(t) < OS_DROPS_WARN_EVERY)
-        {
+        if !self.warned.due(now) {
             return;
         }
-        self.warned = Some(now);
         tracing::warn!(
             cause,
             shed_rounds = engine.metrics().shed_rounds,
@@ -83,23 +98,23 @@ impl Overload {
 struct OsDrops {
     /// When the count was last read.
     checked: Instant,
-    warned: Option<Instant>,
+    warned: Warned,
     /// Drops not yet reported in a warning.
     unreported: u64,
 }
 
 impl OsDrops {
-    /// Takes the transport's count (`None`: not told), keeps it in `io`,
-    /// and warns if it grew (at most once per [`OS_DROPS_WARN_EVERY`],
-    /// naming the drops since the last warning); returns whether it did.
     fn new(now: Instant) -> OsDrops {
         OsDrops {
             checked: now,
-            warned: None,
+            warned: Warned::default(),
             unreported: 0,
         }
     }
 
+    /// Takes the transport's count (`None`: not told), keeps it in `io`,
+    /// and warns if it grew (at most once per [`WARN_EVERY`], naming the
+    /// drops since the last warning); returns whether it did.
     fn check(&mut self, total: Option<u64>, io: &mut IoCounts, now: Instant) -> bool {
         self.checked = now;
         let Some(total) = total else {
@@ -108,11 +123,7 @@ impl OsDrops {
         let before = io.os_receive_drops.unwrap_or(0);
         io.os_receive_drops = Some(total);
         self.unreported += total.saturating_sub(before);
-        if self.unreported == 0
-            || self
-                .warned
-                .is_some_and(|t| now.saturating_duration_since(t) < OS_DROPS_WARN_EVERY)
-        {
+        if self.unreported == 0 || !self.warned.due(now) {
             return false;
         }
         tracing::warn!(
@@ -123,7 +134,6 @@ impl OsDrops {
              (raise net.core.rmem_default, or hand Udp::from_std a socket with a \
              larger SO_RCVBUF)"
         );
-        self.warned = Some(now);
         self.unreported = 0;
         true
     }
