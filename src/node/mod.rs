@@ -167,10 +167,9 @@ pub struct NodeMetrics {
     /// Datagrams the operating system dropped at the transport's full
     /// receive buffer since it opened, as of the driver's last check
     /// (every 30 s; every 5 s while datagrams pile up unread): a growing
-    /// count means the node cannot keep up with
-    /// what it is sent, and the node logs a warning (at most every 30 s).
-    /// `None` when the transport does not tell (see
-    /// [`Transport::os_receive_drops`](crate::transport::Transport::os_receive_drops)).
+    /// count means the node cannot keep up with what it is sent, and the
+    /// node logs a warning (at most every 30 s). `None` when the transport
+    /// does not tell (see [`Transport::os_receive_drops`]).
     pub os_receive_drops: Option<u64>,
     /// The encrypted transport's counters (sealed, opened, dropped by
     /// reason), when the node was started with
