@@ -213,8 +213,8 @@ impl Members {
     pub fn in_range(&self, first: u64, last: u64) -> impl Iterator<Item = u64> + '_ {
         let from = self.sorted.partition_point(|&k| k < first);
         let to = self.sorted.partition_point(|&k| k <= last);
-        let (a, b) = if first <= last {
-            (&self.sorted[from..to.max(from)], &self.sorted[..0])
+        let (a, b): (&[u64], &[u64]) = if first <= last {
+            (&self.sorted[from..to], &[])
         } else {
             (&self.sorted[from..], &self.sorted[..to])
         };

@@ -72,6 +72,7 @@ pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
 pub use node_id::NodeId;
 pub use observation::{OBSERVATION_CAP, Observation, SuspicionOutcome};
 pub use outbox::Transmit;
+pub(crate) use timer::Every;
 
 use crate::config::{Config, ConfigError};
 use crate::wire::proto::MemberState;

@@ -44,6 +44,7 @@ use super::Engine;
 use super::digest::{self, Line};
 use super::observation::Observation;
 use super::outbox::{FIELD, FLAG, MIN_ANNOUNCE, Outbox};
+use super::timer::Every;
 use crate::wire::Packer;
 use crate::wire::proto::{self, message::Kind};
 
@@ -161,8 +162,8 @@ pub(super) struct Pushes {
     /// Announced versions we lack, by node key, with their dues in order.
     wanted: BTreeMap<u64, Want>,
     want_dues: BTreeSet<(Instant, u64)>,
-    /// When an overload warning was last logged.
-    warned: Option<Instant>,
+    /// When an overload warning may be logged again.
+    warned: Every,
 }
 
 impl Pushes {
@@ -370,18 +371,6 @@ impl Pushes {
         }
         by_from.into_iter().collect()
     }
-
-    /// Whether to log an overload warning now (at most once per `every`).
-    fn should_warn(&mut self, now: Instant, every: Duration) -> bool {
-        if self
-            .warned
-            .is_some_and(|t| now.saturating_duration_since(t) < every)
-        {
-            return false;
-        }
-        self.warned = Some(now);
-        true
-    }
 }
 
 /// Announcement lines piggybacked on one packet, at most.
@@ -514,7 +503,7 @@ impl Engine {
     /// Logs, at most once per [`WARN_EVERY`], that this node is
     /// overloaded and why: a cluster that slows down says so.
     fn warn_overload(&mut self, now: Instant, cause: &'static str) {
-        if self.pushes.should_warn(now, WARN_EVERY) {
+        if self.pushes.warned.due(now, WARN_EVERY) {
             let m = &self.metrics;
             tracing::warn!(
                 cause,

@@ -4,8 +4,30 @@
 //! pushes. The rooms that own a timer's state keep their own queues
 //! ordered by deadline and report their earliest one here after every
 //! input; the engine re-arms the table at the end of each call.
+//!
+//! [`Every`] is the one rate limit of the crate's warnings (the engine's
+//! overload warning, the driver's).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// At most one occasion per period: `due` says yes, then no until the
+/// period has passed since.
+#[derive(Debug, Default)]
+pub(crate) struct Every(Option<Instant>);
+
+impl Every {
+    /// Whether an occasion at `now` is due, at most one per `period`.
+    pub fn due(&mut self, now: Instant, period: Duration) -> bool {
+        if self
+            .0
+            .is_some_and(|t| now.saturating_duration_since(t) < period)
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
 
 /// A kind of timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::seeds::Seeds;
 use super::telemetry::Telemetry;
 use super::{Command, NodeMetrics, SeedProvider};
 use crate::Event;
-use crate::engine::Engine;
+use crate::engine::{Engine, Every};
 use crate::transport::{Transport, TransportError};
 
 /// How often the seed provider may be asked while the node knows no peer.
@@ -41,24 +41,6 @@ const OS_DROPS_CHECK_BUSY: Duration = Duration::from_secs(5);
 /// OS drops its datagrams, at most (each).
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
-/// A rate limit: at most one `due` per [`WARN_EVERY`].
-#[derive(Debug, Default)]
-struct Warned(Option<Instant>);
-
-impl Warned {
-    /// Whether to warn at `now`; if so, the next is `WARN_EVERY` later.
-    fn due(&mut self, now: Instant) -> bool {
-        if self
-            .0
-            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
-        {
-            return false;
-        }
-        self.0 = Some(now);
-        true
-    }
-}
-
 /// The transport's own counters, as the driver keeps them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct IoCounts {
@@ -73,13 +55,13 @@ pub(crate) struct IoCounts {
 /// (at most once per [`WARN_EVERY`]).
 #[derive(Debug, Default)]
 struct Overload {
-    warned: Warned,
+    warned: Every,
 }
 
 impl Overload {
     fn note(&mut self, engine: &mut Engine, cause: &'static str, now: Instant) {
         engine.note_overload(now.into_std());
-        if !self.warned.due(now) {
+        if !self.warned.due(now.into_std(), WARN_EVERY) {
             return;
         }
         tracing::warn!(
@@ -98,7 +80,7 @@ impl Overload {
 struct OsDrops {
     /// When the count was last read.
     checked: Instant,
-    warned: Warned,
+    warned: Every,
     /// Drops not yet reported in a warning.
     unreported: u64,
 }
@@ -107,7 +89,7 @@ impl OsDrops {
     fn new(now: Instant) -> OsDrops {
         OsDrops {
             checked: now,
-            warned: Warned::default(),
+            warned: Every::default(),
             unreported: 0,
         }
     }
@@ -123,7 +105,7 @@ impl OsDrops {
         let before = io.os_receive_drops.unwrap_or(0);
         io.os_receive_drops = Some(total);
         self.unreported += total.saturating_sub(before);
-        if self.unreported == 0 || !self.warned.due(now) {
+        if self.unreported == 0 || !self.warned.due(now.into_std(), WARN_EVERY) {
             return false;
         }
         tracing::warn!(
