@@ -92,11 +92,14 @@ fn populate(engine: &mut Engine, n: usize, now: Instant) {
     for i in 1..=n {
         let id = NodeId::new(format!("node-{i:05}"), 1_700_000_000_000, addr(i));
         deltas.push(proto::NodeDelta {
+            head_version: 0,
+            head_signature: Default::default(),
             node: Some(to_proto(&id)),
             from_version: 0,
             to_version: 1,
             last_gc_version: 0,
             entries: vec![proto::KeyValue {
+                signature: Default::default(),
                 key: "role".into(),
                 value: "worker".into(),
                 version: 1,
@@ -263,6 +266,8 @@ fn packet_codec(c: &mut Criterion) {
         let m = proto::Message {
             kind: Some(proto::message::Kind::Ack(proto::Ack {
                 deltas: vec![proto::NodeDelta {
+                    head_version: 0,
+                    head_signature: Default::default(),
                     node: Some(to_proto(&NodeId::new(
                         format!("node-{i:05}"),
                         1_700_000_000_000,
@@ -273,12 +278,14 @@ fn packet_codec(c: &mut Criterion) {
                     last_gc_version: 0,
                     entries: vec![
                         proto::KeyValue {
+                            signature: Default::default(),
                             key: "role".into(),
                             value: "worker".into(),
                             version: 1,
                             tombstone: false,
                         },
                         proto::KeyValue {
+                            signature: Default::default(),
                             key: "load".into(),
                             value: "0.25".into(),
                             version: 2,

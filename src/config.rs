@@ -99,6 +99,57 @@ pub struct Config {
     /// `reconnect_interval`. Default 24 hours (LAN, WAN), 10 minutes
     /// (local).
     pub reconnect_timeout: Duration,
+    /// Whether this node signs the state it writes and checks the
+    /// signatures of the state it receives (see `docs/SECURITY.md`,
+    /// "Signed state"). Anything but [`Signatures::Off`] needs an identity
+    /// (`NodeBuilder::identity`). Default `Off`.
+    pub signatures: Signatures,
+}
+
+/// The stages of signed state, in the order a cluster moves through them
+/// without downtime: every node to `Sign`, then every node to `Require`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Signatures {
+    /// Neither sign nor check: any member holding the cluster key can
+    /// write keys in another member's name (the default).
+    #[default]
+    Off,
+    /// Sign our own state and publish our identity; check the state of
+    /// every member whose identity we hold, and accept unsigned state only
+    /// from members that publish no identity (the rollout stage).
+    Sign,
+    /// Sign, and accept only state signed by a trusted identity.
+    Require,
+}
+
+impl Signatures {
+    /// Whether this node signs its own state.
+    pub fn signs(self) -> bool {
+        self != Signatures::Off
+    }
+}
+
+impl std::fmt::Display for Signatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signatures::Off => "off",
+            Signatures::Sign => "sign",
+            Signatures::Require => "require",
+        })
+    }
+}
+
+impl std::str::FromStr for Signatures {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Signatures, String> {
+        match s {
+            "off" => Ok(Signatures::Off),
+            "sign" => Ok(Signatures::Sign),
+            "require" => Ok(Signatures::Require),
+            other => Err(format!("{other:?} is not one of off, sign, require")),
+        }
+    }
 }
 
 /// A configuration value out of range.
@@ -143,6 +194,7 @@ impl Config {
             push_delay: Duration::from_millis(5),
             reconnect_interval: Duration::from_secs(30),
             reconnect_timeout: Duration::from_secs(24 * 3600),
+            signatures: Signatures::Off,
         }
     }
 

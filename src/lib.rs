@@ -168,6 +168,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod identity;
 pub mod node;
 pub mod seal;
 #[cfg(feature = "sim")]
@@ -180,7 +181,7 @@ mod wire;
 /// larger as hostile and drop it.
 pub const MAX_DATAGRAM: usize = 65_507;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Signatures};
 pub use engine::{BroadcastError, Engine, Event, Member, MemberStatus, NodeId, SetError};
 pub use node::{Entries, Lagged, Node, NodeBuilder, NodeError};
 

@@ -75,6 +75,8 @@ fn ping(seq: u64) -> Kind {
 fn ack(node: &NodeId, from: u64, to: u64, entries: Vec<proto::KeyValue>) -> Kind {
     Kind::Ack(proto::Ack {
         deltas: vec![proto::NodeDelta {
+            head_version: 0,
+            head_signature: Default::default(),
             node: Some(wire_id(node)),
             from_version: from,
             to_version: to,
@@ -87,6 +89,7 @@ fn ack(node: &NodeId, from: u64, to: u64, entries: Vec<proto::KeyValue>) -> Kind
 
 fn kv(key: impl Into<String>, value: impl Into<Vec<u8>>, version: u64) -> proto::KeyValue {
     proto::KeyValue {
+        signature: Default::default(),
         key: key.into(),
         value: value.into().into(),
         version,

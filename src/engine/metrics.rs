@@ -138,6 +138,21 @@ pub struct Metrics {
     pub stale_generation: u64,
     /// Deltas about this node's own state sent by someone else (ignored).
     pub deltas_about_self: u64,
+    /// Signed state (see `docs/SECURITY.md`): entries or heads whose
+    /// signature does not verify under the owner's identity (forged,
+    /// altered, or replayed at another version). Each is dropped, with
+    /// the rest of its delta from it on.
+    pub signatures_invalid: u64,
+    /// Signed state: unsigned entries or deltas refused, because this node
+    /// requires signatures or holds the owner's identity.
+    pub unsigned_refused: u64,
+    /// Signed state: published identities refused by the trust (a
+    /// certificate not from the cluster CA, for another name, expired, or
+    /// a key other than the one pinned on first use).
+    pub identities_refused: u64,
+    /// Signed state: signed deltas dropped because the owner's identity is
+    /// not known here yet (anti-entropy sends it with the state later).
+    pub deltas_unverifiable: u64,
     /// Times this node raised its incarnation to refute a suspicion or
     /// death rumor about itself.
     pub refutations: u64,

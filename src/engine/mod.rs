@@ -53,6 +53,7 @@ mod reconcile;
 mod reconnect;
 mod removed;
 mod rumor;
+mod signing;
 mod state;
 mod suspicion;
 mod timer;
@@ -174,6 +175,8 @@ pub struct Engine {
     metrics: Metrics,
     /// Measurements for the owner's histograms (off unless asked for).
     observations: Observations,
+    /// Our identity and the verified keys of others (signed state).
+    signing: signing::Signing,
 }
 
 impl Engine {
@@ -203,7 +206,7 @@ impl Engine {
             .into());
         }
         let cluster_id = wire::cluster_id(&config.cluster);
-        let outbox = Outbox::new(&me, cluster_id, budget)?;
+        let outbox = Outbox::new(&me, cluster_id, budget, config.signatures.signs())?;
         // Refuse from the network what this node could never gossip on:
         // keys longer than it accepts itself, values larger than an entry
         // that fits one packet under its budget.
@@ -241,6 +244,7 @@ impl Engine {
             broadcasts: Broadcasts::default(),
             metrics: Metrics::default(),
             observations: Observations::default(),
+            signing: signing::Signing::default(),
             me,
             config,
         };
@@ -536,6 +540,7 @@ impl Engine {
             .members
             .with_state(me, |s| s.set_local(key.to_owned(), value))
             .unwrap_or(0);
+        self.sign_own(key);
         self.note_fresh(me, before);
         self.push_if_due(now);
         self.arm_timers();
@@ -556,6 +561,7 @@ impl Engine {
             .with_state(me, |s| s.delete_local(key, now))
             .flatten();
         if v.is_some() {
+            self.sign_own(key);
             self.note_fresh(me, before);
         }
         self.push_if_due(now);
@@ -639,7 +645,7 @@ impl Engine {
                 max: self.config.max_key_len,
             });
         }
-        let len = Outbox::entry_len(key.len(), value_len);
+        let len = self.outbox.entry_len(key.len(), value_len);
         let max = self.outbox.max_entry();
         if len > max {
             return Err(SetError::EntryTooLarge { len, max });
@@ -804,6 +810,8 @@ impl Engine {
                 }
             });
         }
+        let members = &self.members;
+        self.signing.retain(|k| members.get(k).is_some());
     }
 }
 

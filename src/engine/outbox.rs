@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::metrics::KindCounts;
 use super::node_id::NodeId;
+use crate::identity::SIGNATURE_LEN;
 use crate::wire::{self, Packer, PackerError, field_len, proto};
 
 /// A datagram the engine wants sent.
@@ -99,6 +100,8 @@ pub(super) struct Outbox {
     /// Bytes of the smallest packet that carries one entry, minus the
     /// entry: `budget - overhead` is the largest entry.
     overhead: usize,
+    /// Whether entries carry signatures (see [`Outbox::new`]).
+    signed: bool,
     queue: VecDeque<Transmit>,
     sent: Sent,
 }
@@ -107,7 +110,14 @@ impl Outbox {
     /// The outbox of node `me` in the cluster with id `cluster`, packing
     /// under `budget` bytes; an error if the budget cannot hold a packet
     /// carrying one small entry.
-    pub fn new(me: &NodeId, cluster: u32, budget: usize) -> Result<Outbox, PackerError> {
+    /// With `signed`, every delta carries the owner's signed head and every
+    /// entry its signature, and the largest entry shrinks by both.
+    pub fn new(
+        me: &NodeId,
+        cluster: u32,
+        budget: usize,
+        signed: bool,
+    ) -> Result<Outbox, PackerError> {
         let header = proto::Packet {
             version: wire::PROTOCOL_VERSION,
             cluster,
@@ -121,6 +131,12 @@ impl Outbox {
             to_version: u64::MAX,
             last_gc_version: u64::MAX,
             entries: vec![],
+            head_version: if signed { u64::MAX } else { 0 },
+            head_signature: if signed {
+                bytes::Bytes::from_static(&[0; SIGNATURE_LEN])
+            } else {
+                bytes::Bytes::new()
+            },
         }
         .encoded_len();
         let overhead = header.encoded_len() + ENTRY_NESTING + delta_header + RELAY_SLACK;
@@ -136,6 +152,7 @@ impl Outbox {
             cluster,
             budget,
             overhead,
+            signed,
             queue: VecDeque::new(),
             sent: Sent::default(),
         })
@@ -152,12 +169,19 @@ impl Outbox {
     }
 
     /// The encoded size of a state entry with a key and a value of these
-    /// lengths, at the largest version, as a field of its delta.
-    pub fn entry_len(key_len: usize, value_len: usize) -> usize {
+    /// lengths, at the largest version, as a field of its delta (with its
+    /// signature, when signed).
+    pub fn entry_len(&self, key_len: usize, value_len: usize) -> usize {
+        let signature = if self.signed {
+            field_len(SIGNATURE_LEN)
+        } else {
+            0
+        };
         let kv_len = field_len(key_len)
             + field_len(value_len)
             + TAG
-            + prost::encoding::encoded_len_varint(u64::MAX);
+            + prost::encoding::encoded_len_varint(u64::MAX)
+            + signature;
         field_len(kv_len)
     }
 

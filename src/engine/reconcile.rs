@@ -529,11 +529,14 @@ impl Engine {
             let Some(key) = self.learn(&id) else {
                 continue;
             };
+            let Some(d) = self.check_delta(&id, key, d) else {
+                continue;
+            };
             changes.clear();
             let before = self.members.get(key).map_or(0, |k| k.state.max_version());
             let r = self
                 .members
-                .with_state(key, |s| s.apply(d, now, &mut changes));
+                .with_state(key, |s| s.apply(&d, now, &mut changes));
             if let Some(Err(_gap)) = r {
                 self.metrics.delta_gaps += 1;
             }

@@ -20,6 +20,18 @@ pub(crate) struct Entry {
     pub version: u64,
     /// When the tombstone was created or learnt; `None` for a live value.
     pub deleted_at: Option<Instant>,
+    /// The owner's signature of the entry, when it signs (boxed: most
+    /// clusters do not, and then it costs a pointer).
+    pub sig: Option<Box<Signature>>,
+}
+
+/// An Ed25519 signature.
+pub(crate) type Signature = [u8; crate::identity::SIGNATURE_LEN];
+
+/// The signature bytes of a wire field, if it is one.
+pub(crate) fn signature_of(bytes: &[u8]) -> Option<Box<Signature>> {
+    let sig: Signature = bytes.try_into().ok()?;
+    Some(Box::new(sig))
 }
 
 impl Entry {
@@ -81,6 +93,9 @@ struct Body {
     /// the owner's history, and entries found missing from a covering delta
     /// are deleted.
     unverified_until: u64,
+    /// The highest head the owner signed that we hold: its version and
+    /// signature (signed state only).
+    head: Option<(u64, Box<Signature>)>,
 }
 
 #[derive(Debug)]
@@ -174,6 +189,30 @@ impl NodeState {
         self.body.as_ref()?.get(key)
     }
 
+    /// The owner's signed head we hold: its version and signature.
+    pub fn head(&self) -> Option<(u64, &Signature)> {
+        let (v, sig) = self.body.as_ref()?.head.as_ref()?;
+        Some((*v, sig))
+    }
+
+    /// Keeps the owner's signed head at `version` if it is newer than the
+    /// one held.
+    pub fn set_head(&mut self, version: u64, sig: Box<Signature>) {
+        let body = self.body_mut();
+        if body.head.as_ref().is_none_or(|(v, _)| *v < version) {
+            body.head = Some((version, sig));
+        }
+    }
+
+    /// Attaches the owner's signature to the current entry of `key`.
+    pub fn sign_entry(&mut self, key: &str, sig: Signature) {
+        if let Some(body) = self.body.as_mut() {
+            if let Some(p) = body.pos_of(key) {
+                body.list[p].entry.sig = Some(Box::new(sig));
+            }
+        }
+    }
+
     /// Live (non-tombstone) entries.
     pub fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.slots()
@@ -191,7 +230,7 @@ impl NodeState {
     /// Local write of the owner: takes the next version.
     pub fn set_local(&mut self, key: String, value: Bytes) -> u64 {
         let version = self.max_version + 1;
-        self.put(key, value, version, None);
+        self.put(key, value, version, None, None);
         self.max_version = version;
         version
     }
@@ -202,18 +241,26 @@ impl NodeState {
             return None;
         }
         let version = self.max_version + 1;
-        self.put(key.to_owned(), Bytes::new(), version, Some(now));
+        self.put(key.to_owned(), Bytes::new(), version, Some(now), None);
         self.max_version = version;
         Some(version)
     }
 
-    fn put(&mut self, key: String, value: Bytes, version: u64, deleted_at: Option<Instant>) {
+    fn put(
+        &mut self,
+        key: String,
+        value: Bytes,
+        version: u64,
+        deleted_at: Option<Instant>,
+        sig: Option<Box<Signature>>,
+    ) {
         self.body_mut().put(
             key,
             Entry {
                 value,
                 version,
                 deleted_at,
+                sig,
             },
         );
     }
@@ -287,8 +334,9 @@ impl NodeState {
                 continue;
             }
             let was_live = current.is_some_and(|e| !e.is_tombstone());
+            let sig = signature_of(&kv.signature);
             if kv.tombstone {
-                self.put(kv.key.clone(), Bytes::new(), kv.version, Some(now));
+                self.put(kv.key.clone(), Bytes::new(), kv.version, Some(now), sig);
                 if was_live {
                     out.push(Change::Deleted {
                         key: kv.key.clone(),
@@ -296,7 +344,7 @@ impl NodeState {
                     });
                 }
             } else {
-                self.put(kv.key.clone(), kv.value.clone(), kv.version, None);
+                self.put(kv.key.clone(), kv.value.clone(), kv.version, None, sig);
                 out.push(Change::Set {
                     key: kv.key.clone(),
                     value: kv.value.clone(),
@@ -307,6 +355,9 @@ impl NodeState {
         self.max_version = if reset { to } else { self.max_version.max(to) };
         if delta.last_gc_version > last_gc {
             self.body_mut().last_gc_version = delta.last_gc_version;
+        }
+        if let Some(sig) = signature_of(&delta.head_signature) {
+            self.set_head(delta.head_version, sig);
         }
         Ok(())
     }
@@ -338,7 +389,13 @@ impl NodeState {
             to_version: self.max_version,
             last_gc_version: last_gc,
             entries: Vec::new(),
+            head_version: 0,
+            head_signature: Bytes::new(),
         };
+        if let Some((version, sig)) = self.head() {
+            delta.head_version = version;
+            delta.head_signature = Bytes::copy_from_slice(sig);
+        }
         // Conservative header size: to_version may shrink when truncated.
         let mut used = prost::Message::encoded_len(&delta);
         if used >= room {
@@ -356,6 +413,11 @@ impl NodeState {
                 value: s.entry.value.clone(),
                 version: s.entry.version,
                 tombstone: s.entry.is_tombstone(),
+                signature: s
+                    .entry
+                    .sig
+                    .as_deref()
+                    .map_or_else(Bytes::new, |sig| Bytes::copy_from_slice(sig)),
             };
             let cost = field_len(prost::Message::encoded_len(&kv));
             if used + cost > room {
@@ -379,6 +441,8 @@ impl NodeState {
             to_version: 0,
             last_gc_version: 0,
             entries: Vec::new(),
+            head_version: 0,
+            head_signature: Bytes::new(),
         }
     }
 

@@ -357,6 +357,8 @@ fn encode(cluster: &str, from: &NodeId, kinds: Vec<Kind>) -> Vec<u8> {
 /// A delta of `owner`'s state from version 0 with one entry per key.
 fn delta_of(owner: &NodeId, keys: &[&str]) -> proto::NodeDelta {
     proto::NodeDelta {
+        head_version: 0,
+        head_signature: Default::default(),
         node: Some(owner.to_proto()),
         from_version: 0,
         to_version: keys.len() as u64,
@@ -365,6 +367,7 @@ fn delta_of(owner: &NodeId, keys: &[&str]) -> proto::NodeDelta {
             .iter()
             .zip(1..)
             .map(|(k, v)| proto::KeyValue {
+                signature: Default::default(),
                 key: (*k).into(),
                 value: Bytes::from_static(b"v"),
                 version: v,
@@ -523,11 +526,14 @@ fn add_synthetic_nodes(net: &mut Harness, n: usize) -> Vec<NodeId> {
             .map(|(i, id)| {
                 let version = 1 + (i as u64 * 7) % 300;
                 proto::NodeDelta {
+                    head_version: 0,
+                    head_signature: Default::default(),
                     node: Some(id.to_proto()),
                     from_version: 0,
                     to_version: version,
                     last_gc_version: 0,
                     entries: vec![proto::KeyValue {
+                        signature: Default::default(),
                         key: "role".into(),
                         value: Bytes::from_static(b"synthetic"),
                         version,

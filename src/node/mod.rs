@@ -88,6 +88,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{
     BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId, SetError,
 };
+use crate::identity::{Identity, Trust};
 use crate::seal::{Keyring, KeyringError};
 use crate::transport::{EncryptedStats, EncryptionConfig, Transport, TransportError, Udp};
 use encrypted::SealStats;
@@ -200,6 +201,8 @@ pub struct NodeBuilder {
     /// The encrypted transport's configuration, set by `start_encrypted`,
     /// so that discovery seals as the transport does.
     encryption: Option<crate::transport::EncryptionConfig>,
+    /// The node's signing identity and the trust it checks others' with.
+    identity: Option<(Arc<Identity>, Arc<dyn Trust>)>,
 }
 
 impl NodeBuilder {
@@ -269,6 +272,33 @@ impl NodeBuilder {
     /// [`NodeBuilder::start_encrypted`], which replace it with theirs.
     pub fn keyring(mut self, keyring: Keyring) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// The node's identity and the trust it checks other members'
+    /// identities with, for signed state ([`Config::signatures`] `Sign` or
+    /// `Require`, which need one; see `docs/SECURITY.md`, "Signed state").
+    /// The identity is published as the node's first entry, under
+    /// [`IDENTITY_KEY`](crate::identity::IDENTITY_KEY).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use scuttlewire::identity::{CaTrust, Identity};
+    /// use scuttlewire::{Config, Node, Signatures};
+    ///
+    /// let identity = Identity::load(
+    ///     "certs/node-1.id.key".as_ref(),
+    ///     Some("certs/node-1.id.pem".as_ref()),
+    /// )?;
+    /// let trust = CaTrust::load("certs/ca.pem".as_ref())?;
+    /// let mut config = Config::local().with_name("node-1");
+    /// config.signatures = Signatures::Require;
+    /// let _builder = Node::builder(config).identity(identity, Arc::new(trust));
+    /// # Ok(()) }
+    /// ```
+    pub fn identity(mut self, identity: Identity, trust: Arc<dyn Trust>) -> Self {
+        self.identity = Some((Arc::new(identity), trust));
         self
     }
 
@@ -347,7 +377,19 @@ impl NodeBuilder {
         };
         let id = NodeId::new(config.name.clone(), generation, addr);
         let now = tokio::time::Instant::now().into_std();
+        let signatures = config.signatures;
         let mut engine = Engine::new(config, id.clone(), transport.max_payload(), rng_seed, now)?;
+        match self.identity {
+            Some((identity, trust)) => engine.set_identity(now, identity, trust)?,
+            None if signatures.signs() => {
+                return Err(ConfigError {
+                    field: "signatures",
+                    reason: format!("{signatures} needs an identity (NodeBuilder::identity)"),
+                }
+                .into());
+            }
+            None => {}
+        }
         for (k, v) in self.initial_state {
             engine.set(now, &k, v)?;
         }
@@ -445,6 +487,7 @@ impl Node {
             keyring: None,
             discovery: None,
             encryption: None,
+            identity: None,
         }
     }
 

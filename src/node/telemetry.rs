@@ -57,6 +57,7 @@ const PULLS: &str = "scuttlewire_pulls_total";
 const OS_DROPS: &str = "scuttlewire_os_receive_drops_total";
 const PUSH_SPURIOUS: &str = "scuttlewire_push_spurious_resends_total";
 const SHED_ROUNDS: &str = "scuttlewire_shed_rounds_total";
+const SIGNED_REFUSED: &str = "scuttlewire_signed_state_refused_total";
 const PUSH_UNACKED: &str = "scuttlewire_push_unacked_total";
 
 /// Gauge names.
@@ -285,6 +286,18 @@ const COUNTERS: &[Series] = &[
         Some(t.engine.pushes_resent_spuriously)
     }),
     series(SHED_ROUNDS, &[], |t| Some(t.engine.shed_rounds)),
+    series(SIGNED_REFUSED, &[("reason", "invalid_signature")], |t| {
+        Some(t.engine.signatures_invalid)
+    }),
+    series(SIGNED_REFUSED, &[("reason", "unsigned")], |t| {
+        Some(t.engine.unsigned_refused)
+    }),
+    series(SIGNED_REFUSED, &[("reason", "identity")], |t| {
+        Some(t.engine.identities_refused)
+    }),
+    series(SIGNED_REFUSED, &[("reason", "unverifiable")], |t| {
+        Some(t.engine.deltas_unverifiable)
+    }),
     series(GOSSIP_ROUNDS, &[], |t| Some(t.engine.gossip_rounds)),
     series(IN_SYNC, &[], |t| Some(t.engine.in_sync)),
     series(DELTA_GAPS, &[], |t| Some(t.engine.delta_gaps)),
@@ -451,6 +464,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Announced versions pulled because the broadcast tree did not bring them in time",
+    ),
+    (
+        SIGNED_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Signed state refused before it was applied, by reason: a signature that does not verify, unsigned state, an untrusted identity, or an owner whose identity is not known yet",
     ),
     (
         SHED_ROUNDS,

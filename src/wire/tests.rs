@@ -95,6 +95,7 @@ pub(crate) fn node_delta() -> impl Strategy<Value = proto::NodeDelta> {
                 .map(|(key, value, step, tombstone)| {
                     version += step;
                     proto::KeyValue {
+                        signature: Default::default(),
                         key,
                         value: if tombstone {
                             Bytes::new()
@@ -107,6 +108,8 @@ pub(crate) fn node_delta() -> impl Strategy<Value = proto::NodeDelta> {
                 })
                 .collect();
             proto::NodeDelta {
+                head_version: 0,
+                head_signature: Default::default(),
                 node: Some(node),
                 from_version: from,
                 to_version: version + tail,
@@ -254,6 +257,8 @@ fn empty_digest() -> proto::Digest {
 
 fn delta(from: u64, to: u64, versions: &[u64]) -> proto::NodeDelta {
     proto::NodeDelta {
+        head_version: 0,
+        head_signature: Default::default(),
         node: Some(sender()),
         from_version: from,
         to_version: to,
@@ -261,6 +266,7 @@ fn delta(from: u64, to: u64, versions: &[u64]) -> proto::NodeDelta {
         entries: versions
             .iter()
             .map(|v| proto::KeyValue {
+                signature: Default::default(),
                 key: format!("k{v}"),
                 value: Bytes::from_static(b"v"),
                 version: *v,
@@ -816,6 +822,7 @@ fn a_1400_byte_syn_page_holds_109_to_146_digest_lines() {
 #[test]
 fn delta_entries_cost_their_fields_plus_framing() {
     let kv = proto::KeyValue {
+        signature: Default::default(),
         key: "color".into(),
         value: Bytes::from_static(b"blue"),
         version: 42,
@@ -825,6 +832,7 @@ fn delta_entries_cost_their_fields_plus_framing() {
     assert_eq!(kv.encoded_len(), 15);
     assert_eq!(field_len(kv.encoded_len()), 17);
     let tomb = proto::KeyValue {
+        signature: Default::default(),
         key: "color".into(),
         value: Bytes::new(),
         version: 43,
@@ -832,6 +840,8 @@ fn delta_entries_cost_their_fields_plus_framing() {
     };
     assert_eq!(tomb.encoded_len(), 11);
     let intro = proto::NodeDelta {
+        head_version: 0,
+        head_signature: Default::default(),
         node: Some(sender()),
         ..Default::default()
     };

@@ -1,0 +1,283 @@
+//! Signed state: this node signs the entries it writes and its head, and
+//! checks the entries and heads of others against their published
+//! identities before any of it is applied (see `docs/SECURITY.md`,
+//! "Signed state").
+//!
+//! The owner signs each entry (cluster, name, generation, key, value,
+//! version, tombstone) and its head (cluster, name, generation, highest
+//! version). A delta is accepted only if its head verifies and bounds its
+//! range (`to_version <= head_version`), and its entries are applied up to
+//! the first one that does not verify: a relay can pass signed state on,
+//! but not invent, alter, re-version or extend it.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Engine;
+use super::node_id::NodeId;
+use crate::config::{ConfigError, Signatures};
+use crate::identity::{IDENTITY_KEY, Identity, PublicKey, Trust, entry_message, head_message};
+use crate::wire::proto;
+
+/// What this node knows for checking signatures.
+#[derive(Default)]
+pub(super) struct Signing {
+    /// Our own identity, once set.
+    identity: Option<Arc<Identity>>,
+    /// Who vouches for the identities members publish.
+    trust: Option<Arc<dyn Trust>>,
+    /// Members' verified keys, by member key (name and generation), with
+    /// the last head verified (its version and signature), so that the
+    /// same head is checked once.
+    keys: HashMap<u64, Verified>,
+    /// Member names whose identity was refused, so each is logged once.
+    refused: HashSet<String>,
+}
+
+struct Verified {
+    key: PublicKey,
+    head: Option<(u64, Bytes)>,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("identity", &self.identity)
+            .field("trust", &self.trust)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signing {
+    /// Forgets the keys of members no longer in the table.
+    pub(super) fn retain(&mut self, known: impl Fn(u64) -> bool) {
+        self.keys.retain(|k, _| known(*k));
+    }
+}
+
+impl Engine {
+    /// Gives this node its identity and the trust it checks others' with.
+    /// Publishes the identity under [`IDENTITY_KEY`] (call it first, before
+    /// any other write, so the identity is the node's first version and
+    /// every delta from the start carries it). An error naming
+    /// `signatures` if the config does not sign.
+    pub fn set_identity(
+        &mut self,
+        now: Instant,
+        identity: Arc<Identity>,
+        trust: Arc<dyn Trust>,
+    ) -> Result<(), ConfigError> {
+        if !self.config.signatures.signs() {
+            return Err(ConfigError {
+                field: "signatures",
+                reason: "an identity needs signatures = sign or require".into(),
+            });
+        }
+        let published = identity.published();
+        self.signing.identity = Some(identity);
+        self.signing.trust = Some(trust);
+        self.set_reserved(now, IDENTITY_KEY, published)
+            .map_err(|e| ConfigError {
+                field: "identity",
+                reason: format!("the identity does not fit a packet: {e}"),
+            })?;
+        Ok(())
+    }
+
+    /// Signs our entry of `key` (just written) and our new head.
+    pub(super) fn sign_own(&mut self, key: &str) {
+        let Some(identity) = self.signing.identity.clone() else {
+            return;
+        };
+        let me = self.members.me();
+        let (cluster, name, generation) = (self.cluster_id, &self.me.name, self.me.generation);
+        self.members.with_state(me, |s| {
+            if let Some(e) = s.get(key) {
+                let msg = entry_message(
+                    cluster,
+                    name,
+                    generation,
+                    key,
+                    &e.value,
+                    e.version,
+                    e.is_tombstone(),
+                );
+                let sig = identity.sign(&msg);
+                s.sign_entry(key, sig);
+            }
+            let version = s.max_version();
+            let head = identity.sign(&head_message(cluster, name, generation, version));
+            s.set_head(version, Box::new(head));
+        });
+    }
+
+    /// Checks delta `d` about member `id` (table key `member`) before it
+    /// is applied: the whole of it, the part up to its first bad entry, or
+    /// nothing (each refusal counted).
+    pub(super) fn check_delta<'a>(
+        &mut self,
+        id: &NodeId,
+        member: u64,
+        d: &'a proto::NodeDelta,
+    ) -> Option<Cow<'a, proto::NodeDelta>> {
+        let mode = self.config.signatures;
+        if mode == Signatures::Off {
+            return Some(Cow::Borrowed(d));
+        }
+        if d.entries.is_empty() && d.to_version == 0 && d.last_gc_version == 0 {
+            // An introduction: it claims nothing about the state.
+            return Some(Cow::Borrowed(d));
+        }
+        let key = match self.signing.keys.get(&member) {
+            Some(v) => v.key,
+            None => match d.entries.iter().find(|e| e.key == IDENTITY_KEY) {
+                Some(e) => self.admit_identity(id, member, e)?,
+                None => {
+                    let signed = !d.head_signature.is_empty()
+                        || d.entries.iter().any(|e| !e.signature.is_empty());
+                    if signed {
+                        // Signed, but we cannot tell by whom yet.
+                        self.metrics.deltas_unverifiable += 1;
+                        return None;
+                    }
+                    if mode == Signatures::Require {
+                        self.metrics.unsigned_refused += 1;
+                        return None;
+                    }
+                    // The rollout stage: a member that does not sign.
+                    return Some(Cow::Borrowed(d));
+                }
+            },
+        };
+        if !self.head_holds(id, member, key, d) {
+            return None;
+        }
+        // Entries up to the first that does not verify. Those we already
+        // hold at their version or newer are not applied, so not checked.
+        let held = |kv: &proto::KeyValue, this: &Engine| {
+            this.members
+                .get(member)
+                .and_then(|k| k.state.get(&kv.key).map(|e| e.version >= kv.version))
+                .unwrap_or(false)
+        };
+        let cut = d.entries.iter().position(|kv| {
+            if kv.version <= d.from_version || kv.version > d.to_version {
+                self.metrics.signatures_invalid += 1;
+                return true;
+            }
+            if held(kv, self) {
+                return false;
+            }
+            if kv.signature.is_empty() {
+                self.metrics.unsigned_refused += 1;
+                return true;
+            }
+            let msg = entry_message(
+                self.cluster_id,
+                &id.name,
+                id.generation,
+                &kv.key,
+                &kv.value,
+                kv.version,
+                kv.tombstone,
+            );
+            if key.verify(&msg, &kv.signature) {
+                return false;
+            }
+            self.metrics.signatures_invalid += 1;
+            true
+        });
+        let Some(cut) = cut else {
+            return Some(Cow::Borrowed(d));
+        };
+        // Keep what precedes the bad entry: the range below its version
+        // is complete without it.
+        let to = d.entries[cut].version.saturating_sub(1);
+        if to <= d.from_version {
+            return None;
+        }
+        let mut kept = d.clone();
+        kept.entries.truncate(cut);
+        kept.to_version = to;
+        Some(Cow::Owned(kept))
+    }
+
+    /// Whether the delta's head is the owner's signature and bounds it.
+    fn head_holds(
+        &mut self,
+        id: &NodeId,
+        member: u64,
+        key: PublicKey,
+        d: &proto::NodeDelta,
+    ) -> bool {
+        if d.head_signature.is_empty() {
+            self.metrics.unsigned_refused += 1;
+            return false;
+        }
+        if d.to_version > d.head_version || d.last_gc_version > d.head_version {
+            self.metrics.signatures_invalid += 1;
+            return false;
+        }
+        let cached = self.signing.keys.get(&member).and_then(|v| v.head.as_ref());
+        if cached.is_some_and(|(v, sig)| *v == d.head_version && *sig == d.head_signature) {
+            return true;
+        }
+        let msg = head_message(self.cluster_id, &id.name, id.generation, d.head_version);
+        if !key.verify(&msg, &d.head_signature) {
+            self.metrics.signatures_invalid += 1;
+            return false;
+        }
+        if let Some(v) = self.signing.keys.get_mut(&member) {
+            if v.head.as_ref().is_none_or(|(hv, _)| *hv <= d.head_version) {
+                v.head = Some((d.head_version, d.head_signature.clone()));
+            }
+        }
+        true
+    }
+
+    /// Takes member `id`'s key from its published identity entry `e`, if
+    /// the trust vouches for it and the entry is signed by that key.
+    fn admit_identity(
+        &mut self,
+        id: &NodeId,
+        member: u64,
+        e: &proto::KeyValue,
+    ) -> Option<PublicKey> {
+        let trust = self.signing.trust.clone()?;
+        let key = match trust.admit(&id.name, &e.value) {
+            Ok(key) => key,
+            Err(err) => {
+                self.metrics.identities_refused += 1;
+                if self.signing.refused.insert(id.name.clone()) {
+                    tracing::warn!(member = %id.name, error = %err, "identity refused; its state is dropped");
+                }
+                return None;
+            }
+        };
+        let msg = entry_message(
+            self.cluster_id,
+            &id.name,
+            id.generation,
+            &e.key,
+            &e.value,
+            e.version,
+            e.tombstone,
+        );
+        if !key.verify(&msg, &e.signature) {
+            self.metrics.signatures_invalid += 1;
+            return None;
+        }
+        self.signing
+            .keys
+            .insert(member, Verified { key, head: None });
+        Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;
