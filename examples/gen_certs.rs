@@ -18,8 +18,15 @@
 //! and lasts 10 years for a CA and 1 year for a node; `--years N` sets
 //! both.
 //!
+//! With `--identity`, it writes signed-state identities instead of TLS
+//! certificates: `DIR/NAME.id.key` (an Ed25519 key) and `DIR/NAME.id.pem`
+//! (its certificate from the CA, naming the node), for
+//! `NodeBuilder::identity` and the agent's `--identity-key` /
+//! `--identity-cert` (see `docs/SECURITY.md`, "Signed state").
+//!
 //! With no arguments it writes the development set committed under
-//! `certs/`: `certs node-1 node-2 node-3 --years 10`.
+//! `certs/`: `certs node-1 node-2 node-3 --years 10` (and the identities:
+//! `certs --identity node-1 node-2 node-3 --years 10`).
 
 // Certificate validity starts today.
 #![allow(clippy::disallowed_methods)]
@@ -45,10 +52,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             .to_vec();
     }
     let mut years: Option<i32> = None;
+    let mut identity = false;
     let mut rest = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
-        if arg == "--years" {
+        if arg == "--identity" {
+            identity = true;
+        } else if arg == "--years" {
             years = Some(it.next().ok_or("--years needs a number")?.parse()?);
         } else {
             rest.push(arg);
@@ -88,10 +98,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                     .to_vec(),
             ),
         };
-        let key = KeyPair::generate()?;
+        let (key, suffix) = if identity {
+            (KeyPair::generate_for(&rcgen::PKCS_ED25519)?, ".id")
+        } else {
+            (KeyPair::generate()?, "")
+        };
         let cert = node_params(&name, sans, node_years)?.signed_by(&key, &issuer)?;
-        write(&dir.join(format!("{name}.pem")), &cert.pem(), false)?;
-        write(&dir.join(format!("{name}.key")), &key.serialize_pem(), true)?;
+        write(&dir.join(format!("{name}{suffix}.pem")), &cert.pem(), false)?;
+        write(
+            &dir.join(format!("{name}{suffix}.key")),
+            &key.serialize_pem(),
+            true,
+        )?;
     }
     Ok(())
 }
