@@ -12,8 +12,10 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use scuttlewire::identity::{CaTrust, Identity, IdentityError, Trust, TrustOnFirstUse};
 use scuttlewire::transport::{EncryptionConfig, Quic, QuicConfig};
 use scuttlewire::{Node, NodeError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -25,7 +27,7 @@ use crate::control::{self, Control};
 use crate::framing::LineWriter;
 use crate::keyfile::KeyFile;
 use crate::logging;
-use crate::options::{AgentArgs, Security};
+use crate::options::{AgentArgs, IdentityFlags, Security};
 use crate::output::{self, Output};
 use crate::prometheus;
 use crate::socket_path;
@@ -119,12 +121,18 @@ async fn leave_requested(control: &mut Option<Control>) -> LineWriter {
 /// for the `started` line, and the key file when it encrypts.
 async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>), Failure> {
     let security = args.security()?;
-    let config = args
+    let identity = args.identity()?;
+    let mut config = args
         .preset
         .config()
         .with_cluster(args.cluster.as_str())
         .with_name(args.node_name());
+    config.signatures = args.signatures;
     let mut builder = Node::builder(config).seed_hosts(args.seed_hosts());
+    if let Some(flags) = identity {
+        let (identity, trust) = load_identity(&flags)?;
+        builder = builder.identity(identity, trust);
+    }
     if let Some(addr) = args.advertise_addr()? {
         builder = builder.advertise(addr);
     }
@@ -162,6 +170,49 @@ async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>)
         (Ok(node), transport) => Ok((node, transport, keys)),
         (Err(e), _) => Err(start_failure(e, bind)),
     }
+}
+
+/// Loads (or, uncertified and absent, creates) the identity key, its
+/// certificate and the trust the flags name.
+fn load_identity(flags: &IdentityFlags) -> Result<(Identity, Arc<dyn Trust>), Failure> {
+    let identity = if flags.cert.is_none() && !flags.key.exists() {
+        let identity = Identity::generate().map_err(Failure::runtime)?;
+        write_secret(&flags.key, identity.pkcs8_pem().as_bytes()).map_err(|e| {
+            Failure::flag("--identity-key", format!("{}: {e}", flags.key.display()))
+        })?;
+        tracing::info!(path = %flags.key.display(), "wrote a new identity key");
+        identity
+    } else {
+        Identity::load(&flags.key, flags.cert.as_deref()).map_err(|e| {
+            let flag = match e {
+                IdentityError::Certificate(_) => "--identity-cert",
+                _ => "--identity-key",
+            };
+            Failure::flag(flag, e)
+        })?
+    };
+    let trust: Arc<dyn Trust> = match &flags.ca {
+        Some(ca) => Arc::new(CaTrust::load(ca).map_err(|e| Failure::flag("--identity-ca", e))?),
+        None => {
+            tracing::warn!(
+                "signed state without a CA: members' keys are trusted on first use (see docs/SECURITY.md)"
+            );
+            Arc::new(TrustOnFirstUse::new())
+        }
+    };
+    Ok((identity, trust))
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+fn write_secret(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    std::io::Write::write_all(&mut options.open(path)?, contents)
 }
 
 /// Names the flag behind a refused start where the error alone does not.

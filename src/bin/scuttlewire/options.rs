@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::{Args, ValueEnum};
-use scuttlewire::Config;
 use scuttlewire::node::Discovery;
 use scuttlewire::seal::Cipher;
+use scuttlewire::{Config, Signatures};
 
 use crate::Failure;
 use crate::logging::{DEFAULT_LOG, LogFilter};
@@ -95,6 +95,31 @@ pub struct AgentArgs {
     /// QUIC transport: PEM file of this node's private key
     #[arg(long, env = "SCUTTLEWIRE_QUIC_KEY", value_name = "PATH")]
     pub quic_key: Option<PathBuf>,
+
+    /// Signed state: off (default), sign (sign this node's state; check
+    /// members whose identity is known, accept unsigned members: the
+    /// rollout stage) or require (accept only state signed by a trusted
+    /// identity). Sign and require need --identity-key
+    #[arg(long, env = "SCUTTLEWIRE_SIGNATURES", value_name = "STAGE", default_value_t = Signatures::Off, value_parser = parse_signatures)]
+    pub signatures: Signatures,
+
+    /// Signed state: PEM file of this node's Ed25519 private key (PKCS#8).
+    /// Without --identity-cert, a missing file is created with a fresh
+    /// key (mode 0600); keep it: peers pin the key to the node name
+    #[arg(long, env = "SCUTTLEWIRE_IDENTITY_KEY", value_name = "PATH")]
+    pub identity_key: Option<PathBuf>,
+
+    /// Signed state: PEM file of the identity key's certificate from the
+    /// cluster CA, naming this node (`cargo run --example gen_certs --
+    /// DIR --identity NAME`)
+    #[arg(long, env = "SCUTTLEWIRE_IDENTITY_CERT", value_name = "PATH")]
+    pub identity_cert: Option<PathBuf>,
+
+    /// Signed state: PEM file of the CA that vouches for every member's
+    /// identity [default: --quic-ca]. Without a CA, the first key seen for
+    /// a name is pinned (trust on first use: weaker, see docs/SECURITY.md)
+    #[arg(long, env = "SCUTTLEWIRE_IDENTITY_CA", value_name = "PATH")]
+    pub identity_ca: Option<PathBuf>,
 
     /// Find the other nodes on this LAN by multicast, no --seeds needed:
     /// announce this node to a multicast group and join through the nodes
@@ -177,6 +202,23 @@ impl Preset {
             Preset::Local => Config::local(),
         }
     }
+}
+
+/// `--signatures`: off, sign or require.
+fn parse_signatures(s: &str) -> Result<Signatures, String> {
+    s.parse()
+}
+
+/// What `--identity-*` ask for (see [`AgentArgs::identity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFlags {
+    /// The private key file (created when absent and uncertified).
+    pub key: PathBuf,
+    /// The key's certificate from the cluster CA.
+    pub cert: Option<PathBuf>,
+    /// The CA that vouches for members' identities; `None`: trust on
+    /// first use.
+    pub ca: Option<PathBuf>,
 }
 
 /// The `--cipher` values, named as the ciphers' specifications do.
@@ -308,6 +350,45 @@ impl AgentArgs {
             .collect()
     }
 
+    /// The signed-state identity the flags ask for: `None` with
+    /// `--signatures off`. Refuses, naming the flag, an identity flag
+    /// without signatures, signatures without `--identity-key`, and a
+    /// certificate with no CA to check members' against.
+    pub fn identity(&self) -> Result<Option<IdentityFlags>, Failure> {
+        if !self.signatures.signs() {
+            let given = [
+                ("--identity-key", &self.identity_key),
+                ("--identity-cert", &self.identity_cert),
+                ("--identity-ca", &self.identity_ca),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, p)| p.is_some()) {
+                return Err(Failure::flag(
+                    flag,
+                    "only applies to signed state; give --signatures sign or require too",
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(key) = self.identity_key.clone() else {
+            return Err(Failure::flag(
+                "--signatures",
+                format!("{} needs --identity-key", self.signatures),
+            ));
+        };
+        let ca = self.identity_ca.clone().or_else(|| self.quic_ca.clone());
+        if self.identity_cert.is_some() && ca.is_none() {
+            return Err(Failure::flag(
+                "--identity-ca",
+                "--identity-cert needs the CA that checks members' certificates (or --quic-ca)",
+            ));
+        }
+        Ok(Some(IdentityFlags {
+            key,
+            cert: self.identity_cert.clone(),
+            ca,
+        }))
+    }
+
     /// The transport the flags ask for; refuses half a QUIC set-up, QUIC
     /// with `--key-file`, and `--cipher` without `--key-file`.
     pub fn security(&self) -> Result<Security, Failure> {
@@ -402,6 +483,51 @@ mod tests {
                 .to_string()
                 .starts_with("--advertise:")
         );
+    }
+
+    #[test]
+    fn identity_flags_go_together_and_name_the_one_missing() {
+        assert_eq!(args(&[]).identity().unwrap(), None);
+        let err = |a: &[&str]| args(a).identity().unwrap_err().to_string();
+        assert!(err(&["--identity-key", "k.pem"]).starts_with("--identity-key:"));
+        assert!(err(&["--signatures", "require"]).starts_with("--signatures:"));
+        assert!(
+            err(&[
+                "--signatures",
+                "sign",
+                "--identity-key",
+                "k",
+                "--identity-cert",
+                "c"
+            ])
+            .starts_with("--identity-ca:")
+        );
+        let tofu = args(&["--signatures", "sign", "--identity-key", "k"]);
+        assert_eq!(
+            tofu.identity().unwrap(),
+            Some(IdentityFlags {
+                key: "k".into(),
+                cert: None,
+                ca: None
+            })
+        );
+        // The QUIC CA vouches for identities unless another is named.
+        let quic = args(&[
+            "--signatures",
+            "require",
+            "--identity-key",
+            "k",
+            "--identity-cert",
+            "c",
+            "--quic-ca",
+            "ca.pem",
+        ]);
+        assert_eq!(quic.identity().unwrap().unwrap().ca, Some("ca.pem".into()));
+        let bad = AgentArgs::augment_args(clap::Command::new("agent"))
+            .try_get_matches_from(["agent", "--signatures", "maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("--signatures"), "{bad}");
     }
 
     #[test]
