@@ -2,8 +2,9 @@
 //! identities from the cluster CA (`certs/node-N.id.*`), and a forger that
 //! holds the cluster key (plaintext here) and node-3's valid identity
 //! sending hand-made datagrams from a raw socket in node-3's name. Every
-//! forgery about node-2's state is dropped and counted, and node-2's next
-//! genuine write reaches node-1. With signatures off, the same datagram
+//! forgery about node-2's state or liveness (left, dead in its own name, a
+//! raised incarnation) is dropped and counted, and node-2's next genuine
+//! write reaches node-1. With signatures off, the same datagram
 //! plants a key and hides node-2's write for good (so the test bites).
 
 // Tests drive real nodes in real time: deadlines read the clock.
@@ -17,8 +18,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use scuttlewire::__private::wire::proto::{self, message::Kind};
 use scuttlewire::__private::wire::{self, PROTOCOL_VERSION};
-use scuttlewire::identity::{CaTrust, Identity, entry_message, head_message};
-use scuttlewire::{Config, Node, NodeId, Signatures};
+use scuttlewire::identity::{CaTrust, Identity, entry_message, head_message, member_message};
+use scuttlewire::{Config, MemberStatus, Node, NodeId, Signatures};
 use tokio::net::UdpSocket;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -112,6 +113,53 @@ fn datagram(from: &NodeId, deltas: Vec<proto::NodeDelta>) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A datagram in `from`'s name carrying one membership claim about
+/// `about`, signed by `signer` as `signed_as` if given.
+fn claim(
+    from: &NodeId,
+    about: &NodeId,
+    incarnation: u64,
+    state: proto::MemberState,
+    accuser: &str,
+    signer: Option<(&Identity, &str)>,
+) -> Vec<u8> {
+    let signature = signer.map_or_else(Bytes::new, |(who, signed_as)| {
+        let m = member_message(
+            wire::cluster_id(CLUSTER),
+            &about.name,
+            about.generation,
+            incarnation,
+            state as u8,
+            signed_as,
+        );
+        Bytes::copy_from_slice(&who.sign(&m))
+    });
+    proto::Packet {
+        version: PROTOCOL_VERSION,
+        cluster: wire::cluster_id(CLUSTER),
+        from: Some(wire_id(from)),
+        from_key: 0,
+        messages: vec![proto::Message {
+            kind: Some(Kind::Member(proto::MemberUpdate {
+                node: Some(wire_id(about)),
+                incarnation,
+                state: state as i32,
+                from: accuser.into(),
+                signature,
+            })),
+        }],
+    }
+    .encode_to_vec()
+}
+
+async fn status_of(at: &Node, name: &str) -> Option<MemberStatus> {
+    let members = at.members().await.unwrap();
+    members
+        .into_iter()
+        .find(|m| m.id.name == name)
+        .map(|m| m.status)
+}
+
 fn kv(key: &str, value: &str, version: u64) -> proto::KeyValue {
     proto::KeyValue {
         key: key.into(),
@@ -189,7 +237,7 @@ fn forgeries(owner: &NodeId) -> Vec<(&'static str, proto::NodeDelta)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_cannot_forge_another_members_state_when_signatures_are_required() {
+async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures_are_required() {
     let nodes = cluster(Signatures::Require).await;
     let (a, b, m) = (&nodes[0], &nodes[1], &nodes[2]);
     let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -218,6 +266,39 @@ async fn a_member_cannot_forge_another_members_state_when_signatures_are_require
     b.set("after", "1").await.unwrap();
     let arrived = wait_for(async || a.get("node-2", "after").await.unwrap().is_some()).await;
     assert!(arrived, "node-2's genuine write never reached node-1");
+
+    // Membership: node-2 left (unsigned, or signed by node-3), node-2
+    // declared dead in its own name, node-3 "refuting" for node-2.
+    use proto::MemberState::{Alive, Dead, Left};
+    let forger = identity(3);
+    let (m_id, b_id) = (m.local_id(), b.local_id());
+    let before = a.metrics().await.unwrap().engine;
+    let claims = [
+        claim(m_id, b_id, 1, Left, "", None),
+        claim(m_id, b_id, 1, Left, "", Some((&forger, "node-2"))),
+        claim(m_id, b_id, 0, Dead, "node-2", Some((&forger, "node-2"))),
+        claim(m_id, b_id, 5, Alive, "", Some((&forger, "node-2"))),
+    ];
+    for c in &claims {
+        raw.send_to(c, a.local_id().addr).await.unwrap();
+    }
+    let counted = wait_for(async || {
+        let e = a.metrics().await.unwrap().engine;
+        (e.signatures_invalid - before.signatures_invalid)
+            + (e.unsigned_refused - before.unsigned_refused)
+            >= claims.len() as u64
+    })
+    .await;
+    assert!(counted, "not every forged claim was counted");
+    assert_eq!(status_of(a, "node-2").await, Some(MemberStatus::Alive));
+    let incarnation = a
+        .members()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id.name == "node-2")
+        .map(|m| m.incarnation);
+    assert_eq!(incarnation, Some(0), "no forged incarnation was taken");
     for n in nodes {
         n.shutdown().await;
     }

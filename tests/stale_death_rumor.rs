@@ -43,6 +43,7 @@ fn member(
     by: &str,
 ) -> proto::message::Kind {
     proto::message::Kind::Member(proto::MemberUpdate {
+        signature: Default::default(),
         node: Some(pid(about, last)),
         incarnation: inc,
         state: state as i32,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use super::msg::{ping, status_of, update};
+use super::msg::{member_update, message, ping, status_of, update};
 use super::node_id::routable;
 use super::observation::{Observation, SuspicionOutcome};
 use super::removed::Removed;
@@ -21,6 +21,7 @@ use super::rumor::Teller;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, MemberStatus, NodeId};
 use crate::wire::DecodeError;
+use crate::wire::proto::message::Kind;
 use crate::wire::proto::{self, MemberState};
 
 /// Where we last told a node that we hold it dead, and when: at most once
@@ -193,6 +194,7 @@ impl Engine {
 
     /// Queues a rumor of our own current status.
     fn rumor_about_me(&mut self) {
+        self.sign_my_status();
         let me = self.members.me();
         self.rumors
             .push_member(&self.me.name, me, Teller::Member(me));
@@ -230,6 +232,10 @@ impl Engine {
         };
         if id.name == self.me.name {
             self.about_me(&id, u.incarnation, state, reply_to);
+            return;
+        }
+        // Our own claims (no reply address) are signed as they are made.
+        if reply_to.is_some() && !self.claim_holds(u, &id, state) {
             return;
         }
         let mut is_new = false;
@@ -281,6 +287,8 @@ impl Engine {
         }
         let status = status_of(state);
         self.members.set_status(key, status, u.incarnation);
+        self.members
+            .set_claim(key, super::signing::claim_of(u, state));
         self.diverged();
         match status {
             MemberStatus::Suspect => {
@@ -400,13 +408,14 @@ impl Engine {
     /// that a node which removed us can take us back).
     fn answer_claim(&mut self, to: Option<SocketAddr>) {
         let Some(to) = to else { return };
-        let msg = update(
+        let mut u = member_update(
             &self.me,
             self.my_incarnation(),
             MemberState::Alive,
             &self.me.name,
         );
-        self.send(to, None, vec![msg], None);
+        self.sign_claim(&mut u);
+        self.send(to, None, vec![message(Kind::Member(u))], None);
     }
 
     /// Runs the dead table's due work: members down for `dead_retention`
@@ -474,7 +483,9 @@ impl Engine {
         self.suspicions.clear();
         self.dead.clear();
         self.members.set_status(me, MemberStatus::Left, inc);
-        let msg = update(&self.me, inc, MemberState::Left, &self.me.name);
+        let mut u = member_update(&self.me, inc, MemberState::Left, &self.me.name);
+        self.sign_claim(&mut u);
+        let msg = message(Kind::Member(u));
         self.rumor_about_me();
         let peers = self
             .members

@@ -63,6 +63,17 @@ pub(crate) struct Known {
     pub status: MemberStatus,
     /// The state fingerprint this member last reported to us (0: none yet).
     pub fingerprint: u64,
+    /// The signed claim behind the current status and incarnation (signed
+    /// membership), passed on with every rumor about the member.
+    pub claim: Option<Box<Claim>>,
+}
+
+/// A membership claim's signature and signer: the member itself for alive
+/// and left, the accuser for suspect and dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub signature: super::state::Signature,
+    pub signer: Box<str>,
 }
 
 /// How many recent changes the recency log remembers. A digest gives
@@ -245,6 +256,7 @@ impl Members {
             change_seq: seq,
             status: MemberStatus::Alive,
             fingerprint: 0,
+            claim: None,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key.insert_unique(hasher.hash_one(key), slot, |&i| {
@@ -335,12 +347,21 @@ impl Members {
         }
         k.incarnation = incarnation;
         k.status = status;
+        k.claim = None;
         if was != status.is_healthy() && key != self.me {
             if was {
                 self.remove_peer(key);
             } else {
                 self.add_peer(key);
             }
+        }
+    }
+
+    /// Keeps the signed claim behind a member's current status (after
+    /// [`set_status`](Members::set_status), which forgets the last one).
+    pub fn set_claim(&mut self, key: u64, claim: Option<Box<Claim>>) {
+        if let Some(slot) = self.slot_of(key) {
+            self.slots[slot].claim = claim;
         }
     }
 

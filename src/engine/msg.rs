@@ -18,6 +18,7 @@ pub(super) fn member_update(
         incarnation,
         state: state as i32,
         from: from.to_owned(),
+        signature: bytes::Bytes::new(),
     }
 }
 

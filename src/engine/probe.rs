@@ -368,7 +368,8 @@ impl Engine {
         if !k.status.is_healthy() {
             return;
         }
-        let msg = member_update(&k.id, k.incarnation, MemberState::Suspect, &self.me.name);
+        let mut msg = member_update(&k.id, k.incarnation, MemberState::Suspect, &self.me.name);
+        self.sign_claim(&mut msg);
         tracing::debug!(target_node = %k.id, "probe failed; suspect");
         self.on_member_update(now, &msg, None);
     }
@@ -392,7 +393,8 @@ impl Engine {
             if k.status != MemberStatus::Suspect || k.incarnation != inc {
                 continue;
             }
-            let msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
+            let mut msg = member_update(&k.id, inc, MemberState::Dead, &self.me.name);
+            self.sign_claim(&mut msg);
             self.on_member_update(now, &msg, None);
             if self.member_state(key) == Some((MemberState::Dead, inc)) {
                 let ended = Observation::suspicion_ended(now, &s, SuspicionOutcome::Dead);

@@ -445,14 +445,25 @@ impl Engine {
             self.metrics.liveness_merged += 1;
             match news {
                 News::Apply(key, incarnation, state) => {
-                    let Some(node) = self.members.get(key).map(|k| k.id.to_proto()) else {
+                    let Some(id) = self.members.get(key).map(|k| k.id.clone()) else {
                         continue;
                     };
+                    if key != self.members.me() && self.needs_signed_claim(key) {
+                        // A digest line is unsigned: ask the member itself,
+                        // whose answer to "held dead" is its signed alive.
+                        if state == MemberState::Alive {
+                            let held = self.members.get(key).map_or(0, |k| k.incarnation);
+                            self.tell_dead(now, id.addr, &id, held);
+                        }
+                        continue;
+                    }
+                    let node = id.to_proto();
                     let u = proto::MemberUpdate {
                         node: Some(node),
                         incarnation,
                         state: state as i32,
                         from: teller.clone(),
+                        signature: bytes::Bytes::new(),
                     };
                     self.on_member_update(now, &u, Some(from));
                 }

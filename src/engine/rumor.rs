@@ -16,6 +16,7 @@ use bytes::Bytes;
 use super::membership::Members;
 use super::msg::{name_hash, state_of, update};
 use super::outbox::MIN_RUMOR;
+use crate::wire::proto::message::Kind;
 use crate::wire::{field_len, proto};
 
 /// What a rumor is about: a newer rumor about the same subject replaces
@@ -75,7 +76,12 @@ impl Body for MemberRumor {
             Teller::Member(t) => members.get(*t)?.id.name.as_str(),
             Teller::Name(n) => n,
         };
-        Some(update(&k.id, k.incarnation, state_of(k.status), from))
+        let mut msg = update(&k.id, k.incarnation, state_of(k.status), from);
+        if let (Some(claim), Some(Kind::Member(u))) = (&k.claim, &mut msg.kind) {
+            u.from = claim.signer.to_string();
+            u.signature = Bytes::copy_from_slice(&claim.signature);
+        }
+        Some(msg)
     }
 }
 

@@ -18,10 +18,14 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Engine;
+use super::membership::Claim;
 use super::node_id::NodeId;
+use super::state::signature_of;
 use crate::config::{ConfigError, Signatures};
-use crate::identity::{IDENTITY_KEY, Identity, PublicKey, Trust, entry_message, head_message};
-use crate::wire::proto;
+use crate::identity::{
+    IDENTITY_KEY, Identity, PublicKey, Trust, entry_message, head_message, member_message,
+};
+use crate::wire::proto::{self, MemberState};
 
 /// What this node knows for checking signatures.
 #[derive(Default)]
@@ -114,6 +118,110 @@ impl Engine {
             let head = identity.sign(&head_message(cluster, name, generation, version));
             s.set_head(version, Box::new(head));
         });
+    }
+
+    /// Signs a membership claim this node makes (about itself, or a
+    /// suspicion or death it declares), when it has an identity.
+    pub(super) fn sign_claim(&self, u: &mut proto::MemberUpdate) {
+        let (Some(identity), Some(node)) = (&self.signing.identity, &u.node) else {
+            return;
+        };
+        let state = MemberState::try_from(u.state).unwrap_or(MemberState::Alive);
+        let msg = member_message(
+            self.cluster_id,
+            &node.name,
+            node.generation,
+            u.incarnation,
+            state as u8,
+            signer_of(state, &node.name, &u.from),
+        );
+        u.signature = Bytes::copy_from_slice(&identity.sign(&msg));
+    }
+
+    /// Signs our own record's current status and keeps the claim on it, so
+    /// that every rumor about us carries it.
+    pub(super) fn sign_my_status(&mut self) {
+        if self.signing.identity.is_none() {
+            return;
+        }
+        let me = self.members.me();
+        let Some((state, incarnation)) = self
+            .members
+            .get(me)
+            .map(|k| (super::msg::state_of(k.status), k.incarnation))
+        else {
+            return;
+        };
+        let mut u = super::msg::member_update(&self.me, incarnation, state, &self.me.name);
+        self.sign_claim(&mut u);
+        let claim = claim_of(&u, state);
+        self.members.set_claim(me, claim);
+    }
+
+    /// The verified key of the member now called `name` (our own, for our
+    /// own name).
+    fn key_of_name(&self, name: &str) -> Option<PublicKey> {
+        if name == self.me.name {
+            let identity = self.signing.identity.as_ref()?;
+            return Some(PublicKey::from_bytes(identity.public_key()));
+        }
+        let member = self.members.key_of(name)?;
+        self.signing.keys.get(&member).map(|v| v.key)
+    }
+
+    /// Whether a membership claim about member `id` from the network may
+    /// be acted on; counts it when not. Alive and left must be signed by
+    /// the member, suspect and dead by the accuser (`from`), whenever we
+    /// hold that signer's key. Without it, an alive claim still introduces
+    /// the member (admission decides; its state needs its identity), and
+    /// the rollout stage accepts any claim of a member that does not sign.
+    pub(super) fn claim_holds(
+        &mut self,
+        u: &proto::MemberUpdate,
+        id: &NodeId,
+        state: MemberState,
+    ) -> bool {
+        let mode = self.config.signatures;
+        if mode == Signatures::Off {
+            return true;
+        }
+        let signer = signer_of(state, &id.name, &u.from);
+        let key = if signer == id.name {
+            self.signing.keys.get(&id.key()).map(|v| v.key)
+        } else {
+            self.key_of_name(signer)
+        };
+        let Some(key) = key else {
+            if state == MemberState::Alive || mode == Signatures::Sign {
+                return true;
+            }
+            self.metrics.unsigned_refused += 1;
+            return false;
+        };
+        if u.signature.is_empty() {
+            self.metrics.unsigned_refused += 1;
+            return false;
+        }
+        let msg = member_message(
+            self.cluster_id,
+            &id.name,
+            id.generation,
+            u.incarnation,
+            state as u8,
+            signer,
+        );
+        if key.verify(&msg, &u.signature) {
+            return true;
+        }
+        self.metrics.signatures_invalid += 1;
+        false
+    }
+
+    /// Whether a digest's word on member `key` (unsigned) cannot be taken
+    /// here: we check that member's claims, so only its signed claim will
+    /// do.
+    pub(super) fn needs_signed_claim(&self, key: u64) -> bool {
+        self.config.signatures != Signatures::Off && self.signing.keys.contains_key(&key)
     }
 
     /// Checks delta `d` about member `id` (table key `member`) before it
@@ -277,6 +385,24 @@ impl Engine {
             .insert(member, Verified { key, head: None });
         Some(key)
     }
+}
+
+/// Who signs a claim of `state` about member `name` told by `from`.
+fn signer_of<'a>(state: MemberState, name: &'a str, from: &'a str) -> &'a str {
+    match state {
+        MemberState::Alive | MemberState::Left => name,
+        MemberState::Suspect | MemberState::Dead => from,
+    }
+}
+
+/// The claim a signed update carries, to keep on the member's record.
+pub(super) fn claim_of(u: &proto::MemberUpdate, state: MemberState) -> Option<Box<Claim>> {
+    let signature = *signature_of(&u.signature)?;
+    let name = u.node.as_ref().map_or("", |n| n.name.as_str());
+    Some(Box::new(Claim {
+        signature,
+        signer: signer_of(state, name, &u.from).into(),
+    }))
 }
 
 #[cfg(test)]

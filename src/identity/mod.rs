@@ -57,6 +57,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 /// never pass as the other.
 const ENTRY_DOMAIN: &[u8] = b"scuttlewire/v1 entry\0";
 const HEAD_DOMAIN: &[u8] = b"scuttlewire/v1 head\0";
+const MEMBER_DOMAIN: &[u8] = b"scuttlewire/v1 member\0";
 
 /// Why an identity could not be made, loaded or trusted.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -497,6 +498,29 @@ pub fn head_message(cluster: u32, name: &str, generation: u64, max_version: u64)
     m.extend_from_slice(&generation.to_be_bytes());
     m.extend_from_slice(&max_version.to_be_bytes());
     push_str16(&mut m, name.as_bytes());
+    m
+}
+
+/// What a membership claim's signer signs: the cluster, the member's
+/// name and generation, the incarnation, the state (0 alive, 1 suspect,
+/// 2 dead, 3 left, as on the wire) and the signer's name — the member
+/// itself for alive and left, the accuser for suspect and dead.
+pub fn member_message(
+    cluster: u32,
+    name: &str,
+    generation: u64,
+    incarnation: u64,
+    state: u8,
+    signer: &str,
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(MEMBER_DOMAIN.len() + 4 + 17 + 4 + name.len() + signer.len());
+    m.extend_from_slice(MEMBER_DOMAIN);
+    m.extend_from_slice(&cluster.to_be_bytes());
+    m.extend_from_slice(&generation.to_be_bytes());
+    m.extend_from_slice(&incarnation.to_be_bytes());
+    m.push(state);
+    push_str16(&mut m, name.as_bytes());
+    push_str16(&mut m, signer.as_bytes());
     m
 }
 

@@ -166,6 +166,7 @@ pub(crate) fn message() -> impl Strategy<Value = proto::Message> {
         (node_id(), any::<u64>(), 0i32..=3, "[a-z0-9]{0,20}").prop_map(
             |(n, incarnation, state, from)| {
                 Kind::Member(proto::MemberUpdate {
+                    signature: Default::default(),
                     node: Some(n),
                     incarnation,
                     state,
@@ -462,6 +463,7 @@ fn bad_node_ids_are_invalid_wherever_they_appear() {
         assert_eq!(invalid(&p), why);
         // As a member rumor.
         let p = one(Kind::Member(proto::MemberUpdate {
+            signature: Default::default(),
             node: Some(bad),
             incarnation: 0,
             state: 0,
@@ -586,6 +588,7 @@ fn keys_and_values_beyond_the_limits_are_invalid() {
 #[test]
 fn member_rumors_need_a_node_and_a_known_state() {
     let p = one(Kind::Member(proto::MemberUpdate {
+        signature: Default::default(),
         node: None,
         incarnation: 1,
         state: 0,
@@ -593,6 +596,7 @@ fn member_rumors_need_a_node_and_a_known_state() {
     }));
     assert_eq!(invalid(&p), "no member");
     let p = one(Kind::Member(proto::MemberUpdate {
+        signature: Default::default(),
         node: Some(sender()),
         incarnation: 1,
         state: 4,
@@ -600,6 +604,7 @@ fn member_rumors_need_a_node_and_a_known_state() {
     }));
     assert_eq!(invalid(&p), "unknown member state");
     let p = one(Kind::Member(proto::MemberUpdate {
+        signature: Default::default(),
         node: Some(sender()),
         incarnation: 1,
         state: 1,

@@ -31,7 +31,13 @@ fn config(signatures: Signatures) -> Config {
 /// Three engines that met and converged, each with its own identity when
 /// `signatures` signs (`identities[i]` for node `i`), trusting on first use.
 fn cluster(signatures: Signatures) -> (Harness, Vec<Arc<Identity>>) {
-    let mut h = Harness::new(0, config(signatures), 1400);
+    cluster_with(config(signatures))
+}
+
+/// [`cluster`] with `config`.
+fn cluster_with(config: Config) -> (Harness, Vec<Arc<Identity>>) {
+    let signatures = config.signatures;
+    let mut h = Harness::new(0, config, 1400);
     let mut identities = Vec::new();
     for i in 0..3 {
         let mut e = Engine::new(h.config.clone(), id(i, 1), 1400, i as u64, h.now).unwrap();
@@ -382,4 +388,150 @@ fn signed_entries_fit_the_budget() {
             .get("n1", "big")
             .is_some_and(|v| v.len() == signed_max)
     }));
+}
+
+// ----- membership claims -------------------------------------------------
+
+/// A membership claim about node `about` sent by the forger, with `from`
+/// as the accuser, signed by `signer` if any (as `signer` would sign it).
+fn claim(
+    h: &Harness,
+    about: usize,
+    incarnation: u64,
+    state: proto::MemberState,
+    from: &str,
+    signer: Option<&Identity>,
+) -> Vec<u8> {
+    let subject = h.nodes[about].local_id().clone();
+    let mut u = super::super::msg::member_update(&subject, incarnation, state, from);
+    if let Some(signer) = signer {
+        let signed_by = match state {
+            proto::MemberState::Alive | proto::MemberState::Left => subject.name.as_str(),
+            _ => from,
+        };
+        let m = crate::identity::member_message(
+            wire::cluster_id(&h.config.cluster),
+            &subject.name,
+            subject.generation,
+            incarnation,
+            state as u8,
+            signed_by,
+        );
+        u.signature = Bytes::copy_from_slice(&signer.sign(&m));
+    }
+    proto::Packet {
+        version: wire::PROTOCOL_VERSION,
+        cluster: wire::cluster_id(&h.config.cluster),
+        from: Some(h.nodes[FORGER].local_id().to_proto()),
+        from_key: 0,
+        messages: vec![proto::Message {
+            kind: Some(Kind::Member(u)),
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn status(h: &Harness, at: usize, of: usize) -> (MemberStatus, u64) {
+    let k = h.nodes[at].members.get(id(of, 1).key()).unwrap();
+    (k.status, k.incarnation)
+}
+
+#[test]
+fn forged_deaths_and_departures_in_another_members_name_are_refused() {
+    use proto::MemberState::{Dead, Left, Suspect};
+    let (mut h, identities) = cluster(Signatures::Require);
+    let forger = &*identities[FORGER];
+    let owner = h.nodes[OWNER].local_id().name.clone();
+    let before = h.nodes[VICTIM].metrics();
+    let forgeries = [
+        ("left, unsigned", claim(&h, OWNER, 1, Left, &owner, None)),
+        (
+            "left, signed by the forger",
+            claim(&h, OWNER, 1, Left, &owner, Some(forger)),
+        ),
+        (
+            "dead in the owner's own name",
+            claim(&h, OWNER, 0, Dead, &owner, Some(forger)),
+        ),
+        (
+            "suspect in the victim's name",
+            claim(&h, OWNER, 0, Suspect, "n0", Some(forger)),
+        ),
+        ("dead, unsigned", claim(&h, OWNER, 0, Dead, "n2", None)),
+    ];
+    for (what, packet) in &forgeries {
+        h.receive(VICTIM, FORGER, packet);
+        assert_eq!(
+            status(&h, VICTIM, OWNER),
+            (MemberStatus::Alive, 0),
+            "{what}"
+        );
+    }
+    let after = h.nodes[VICTIM].metrics();
+    let refused = (after.signatures_invalid - before.signatures_invalid)
+        + (after.unsigned_refused - before.unsigned_refused);
+    assert_eq!(refused, forgeries.len() as u64);
+    assert_eq!(after.deaths_declared, before.deaths_declared);
+}
+
+#[test]
+fn a_members_own_accusation_stands_until_the_accused_refutes_it_signed() {
+    let (mut h, identities) = cluster(Signatures::Require);
+    // The forger accuses in its own name: a member may, and signs it.
+    let packet = claim(
+        &h,
+        OWNER,
+        0,
+        proto::MemberState::Dead,
+        "n2",
+        Some(&identities[FORGER]),
+    );
+    h.receive(VICTIM, FORGER, &packet);
+    assert_eq!(status(&h, VICTIM, OWNER).0, MemberStatus::Dead);
+    // The victim passes the accusation on; the owner refutes it, signed.
+    let refuted = h.run_until(Duration::from_secs(10), |h| {
+        status(h, VICTIM, OWNER).0 == MemberStatus::Alive
+    });
+    assert!(refuted, "the owner's signed alive never reached the victim");
+    assert!(
+        status(&h, VICTIM, OWNER).1 > 0,
+        "refuted at a higher incarnation"
+    );
+    assert!(h.nodes[OWNER].metrics().refutations > 0);
+}
+
+/// Probing fast enough to find a crash in a few virtual seconds.
+fn probing(signatures: Signatures) -> Config {
+    Config {
+        signatures,
+        ..Config::local()
+    }
+}
+
+#[test]
+fn a_forged_refutation_for_a_crashed_member_is_refused_and_passes_unsigned() {
+    for signatures in [Signatures::Require, Signatures::Off] {
+        let (mut h, identities) = cluster_with(probing(signatures));
+        // The owner crashes; the others find it dead.
+        h.isolated.insert(OWNER);
+        let dead = h.run_until(Duration::from_secs(60), |h| {
+            status(h, VICTIM, OWNER).0 == MemberStatus::Dead
+        });
+        assert!(dead, "{signatures}: the crash was never detected");
+        let (_, inc) = status(&h, VICTIM, OWNER);
+        // "I am alive", at a higher incarnation, in the owner's name.
+        let unsigned = claim(&h, OWNER, inc + 1, proto::MemberState::Alive, "n1", None);
+        let by_forger = claim(
+            &h,
+            OWNER,
+            inc + 2,
+            proto::MemberState::Alive,
+            "n1",
+            Some(&identities[FORGER]),
+        );
+        h.receive(VICTIM, FORGER, &unsigned);
+        h.receive(VICTIM, FORGER, &by_forger);
+        let revived = status(&h, VICTIM, OWNER).0 == MemberStatus::Alive;
+        assert_eq!(revived, signatures == Signatures::Off, "{signatures}");
+    }
 }
