@@ -88,6 +88,9 @@ pub struct Options {
     pub transports: Vec<real::Sealing>,
     /// Initial keys per node in `real`.
     pub state: Vec<usize>,
+    /// Signed state in `real` (each node with its own identity, trust on
+    /// first use).
+    pub signatures: scuttlewire::Signatures,
     /// Longest wall-clock wait for a `real` cluster to join, in seconds.
     pub join_cap_secs: u64,
 }
@@ -108,6 +111,7 @@ impl Default for Options {
             json_file: None,
             transports: vec![real::Sealing::Plain],
             state: vec![0],
+            signatures: scuttlewire::Signatures::Off,
             join_cap_secs: 120,
         }
     }
@@ -142,6 +146,7 @@ options:
                    for real, wall seconds of the idle and loaded windows
   --fp-secs S      simulated seconds of the false-positive run (default 600)
   --transport A,.. real: plain, aes (AES-256-GCM), chacha
+  --signatures S   real: off (default), sign or require: every node signs its state
                    (ChaCha20-Poly1305) (default plain)
   --state A,B,..   real: keys each node sets before it starts (default 0)
   --join-cap S     real: give up waiting for the join after S s (default 120)
@@ -203,6 +208,11 @@ fn parse_args() -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--state" => o.state = parse_list(&value("--state")?, "state key count")?,
+            "--signatures" => {
+                o.signatures = value("--signatures")?
+                    .parse()
+                    .map_err(|e| format!("--signatures: {e}"))?
+            }
             "--join-cap" => {
                 o.join_cap_secs = value("--join-cap")?.parse().map_err(|_| "bad --join-cap")?
             }

@@ -123,6 +123,7 @@ struct Spec {
     n: usize,
     sealing: Sealing,
     state: usize,
+    signatures: scuttlewire::Signatures,
 }
 
 /// `real`: every combination of `--nodes` (default 64, 256),
@@ -136,6 +137,7 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<(), Box<dyn Error>> {
                     n: n.max(2),
                     sealing,
                     state,
+                    signatures: opts.signatures,
                 };
                 eprintln!(
                     "real: {} nodes, {}, {} state keys ...",
@@ -356,7 +358,14 @@ async fn start(
     key: &Key,
 ) -> Result<Node, Box<dyn Error>> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let mut builder = Node::builder(Config::lan().with_name(format!("n{i:07}"))).seeds(seed);
+    let mut config = Config::lan().with_name(format!("n{i:07}"));
+    config.signatures = spec.signatures;
+    let mut builder = Node::builder(config).seeds(seed);
+    if spec.signatures.signs() {
+        let identity = scuttlewire::identity::Identity::generate()?;
+        let trust = std::sync::Arc::new(scuttlewire::identity::TrustOnFirstUse::new());
+        builder = builder.identity(identity, trust);
+    }
     for k in 0..spec.state {
         builder = match k {
             0 => builder.initial_state("role", "worker"),
@@ -579,7 +588,11 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
     let line = format!(
         "{:>5}  {:<9}  {:>5}  {join:>6}  {:>4}  {idle_b:>10.1}  {idle_wire:>10.1}  {idle_pk:>11.2}  {:>4}  {write_b:>9.1}  {write_pk:>10.2}  {load_b_s:>10.1}  {:>10.1}  {:>11.2}  {lat_mean:>11.1}  {lat_p99:>10.1}  {:>7}  {:>7}  {:>7}  {:>4}  {:>6}  {:>10}  {:>6}  {:>6}  {:>9}  {:>6}",
         spec.n,
-        spec.sealing.name(),
+        format!(
+            "{}{}",
+            spec.sealing.name(),
+            if spec.signatures.signs() { "+sig" } else { "" }
+        ),
         spec.state,
         r.full_at_join_end,
         r.idle_cpu.map_or("-".to_owned(), |c| format!("{c:.0}")),
@@ -601,6 +614,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "scenario": "real",
             "nodes": spec.n,
             "transport": spec.sealing.name(),
+            "signatures": spec.signatures.to_string(),
             "state_keys": spec.state,
             "stagger_ms": STAGGER.as_millis() as u64,
             "joined": r.join.is_some(),
