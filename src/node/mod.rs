@@ -86,7 +86,8 @@ pub use seeds::check_seed_host;
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{
-    BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId, SetError,
+    AdmissionCheck, BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId,
+    SetError,
 };
 use crate::seal::{Keyring, KeyringError};
 use crate::transport::{EncryptedStats, EncryptionConfig, Transport, TransportError, Udp};
@@ -200,6 +201,8 @@ pub struct NodeBuilder {
     /// The encrypted transport's configuration, set by `start_encrypted`,
     /// so that discovery seals as the transport does.
     encryption: Option<crate::transport::EncryptionConfig>,
+    /// The application's admission check, handed to the engine.
+    admission: Option<AdmissionCheck>,
 }
 
 impl NodeBuilder {
@@ -296,6 +299,43 @@ impl NodeBuilder {
         self
     }
 
+    /// The application's say on who may join (memberlist's
+    /// `AliveDelegate`): `check` is called with the identity of every node
+    /// this node would add as a member, a newcomer or a new generation of
+    /// a member (a restart), once `Config::allowed_networks` and
+    /// `Config::max_members` let it through. `Err` refuses it, with a
+    /// reason that is logged (at `warn`, once per name): the node is not
+    /// added, raises no [`Event::MemberJoined`](crate::Event::MemberJoined),
+    /// its packets are dropped and its state is not applied, and the
+    /// refusal is counted in [`Metrics::refused`].
+    ///
+    /// It runs on the node's task each time such a node is met (each
+    /// packet from it, each rumor or delta about it) until admitted, so
+    /// keep it quick and never block in it. Members already admitted are
+    /// not asked again at the same generation, nor evicted. Admission is
+    /// each node's own decision: give every node the same rule. See
+    /// `docs/SECURITY.md` ("Admission control").
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), scuttlewire::NodeError> {
+    /// use scuttlewire::{Config, Node};
+    /// let node = Node::builder(Config::lan().with_name("web-1"))
+    ///     .admit(|id| match id.name.starts_with("web-") {
+    ///         true => Ok(()),
+    ///         false => Err(format!("{} is not a web node", id.name)),
+    ///     })
+    ///     .start_udp("0.0.0.0:7946".parse().unwrap())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn admit(
+        mut self,
+        check: impl Fn(&NodeId) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.admission = Some(Arc::new(check));
+        self
+    }
+
     /// Starts the node on plain UDP bound to `bind` (default 1,400-byte
     /// payload budget).
     pub async fn start_udp(self, bind: SocketAddr) -> Result<Node, NodeError> {
@@ -348,6 +388,7 @@ impl NodeBuilder {
         let id = NodeId::new(config.name.clone(), generation, addr);
         let now = tokio::time::Instant::now().into_std();
         let mut engine = Engine::new(config, id.clone(), transport.max_payload(), rng_seed, now)?;
+        engine.set_admission_check(self.admission);
         for (k, v) in self.initial_state {
             engine.set(now, &k, v)?;
         }
@@ -445,6 +486,7 @@ impl Node {
             keyring: None,
             discovery: None,
             encryption: None,
+            admission: None,
         }
     }
 
