@@ -119,11 +119,7 @@ async fn leave_requested(control: &mut Option<Control>) -> LineWriter {
 /// for the `started` line, and the key file when it encrypts.
 async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>), Failure> {
     let security = args.security()?;
-    let config = args
-        .preset
-        .config()
-        .with_cluster(args.cluster.as_str())
-        .with_name(args.node_name());
+    let config = args.config();
     let mut builder = Node::builder(config).seed_hosts(args.seed_hosts());
     if let Some(addr) = args.advertise_addr()? {
         builder = builder.advertise(addr);
