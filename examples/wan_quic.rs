@@ -25,7 +25,9 @@ fn certs() -> PathBuf {
 }
 
 /// The QUIC settings of `name`, from its PEM files, with the gossip name
-/// checked against the certificate's subject alternative names.
+/// bound to the certificate: checked against this node's own certificate
+/// at bind, and every peer's datagrams dropped if they claim a name their
+/// certificate does not carry.
 fn quic_config(name: &str) -> Result<QuicConfig, Box<dyn Error>> {
     let dir = certs();
     let mut config = QuicConfig::from_pem_files(

@@ -4,7 +4,11 @@
 //! the fields you need, and let [`Config::validate`] (called by the node at
 //! start) refuse nonsense with an error naming the field.
 
+mod cidr;
+
 use std::time::Duration;
+
+pub use cidr::{Cidr, CidrError};
 
 /// Node configuration. Every field documents its unit, range and default
 /// (the [`Config::lan`] value).
@@ -99,6 +103,28 @@ pub struct Config {
     /// `reconnect_interval`. Default 24 hours (LAN, WAN), 10 minutes
     /// (local).
     pub reconnect_timeout: Duration,
+    /// Admission by address: a node whose gossip address lies in none of
+    /// these networks never becomes a member here (see
+    /// `docs/SECURITY.md`, "Admission control"). IPv4 and IPv6 networks
+    /// may be mixed; an IPv4 network also holds the IPv4-mapped IPv6 form
+    /// of its addresses. Empty (the default) admits every address. At most
+    /// 1,024 networks.
+    ///
+    /// Checked when this node would add a member it has never held, or a
+    /// new generation of one (a restart), from a packet, a rumor or a
+    /// delta; members already held are not evicted. A refused node's
+    /// packets are dropped, its state is not applied, no event is raised;
+    /// each refusal is counted (`Metrics::refused`) and the first per
+    /// name logged at `warn`. Admission is local: give every node the same
+    /// list, or nodes that disagree keep re-offering the refused member to
+    /// each other.
+    pub allowed_networks: Vec<Cidr>,
+    /// Admission by number: the most members this node holds, itself
+    /// included, counting dead and departed members until they are
+    /// removed (`dead_retention`). A newcomer beyond it is refused as by
+    /// `allowed_networks`; a restart replaces its record and is not
+    /// capped. 0 (the default) means no limit; otherwise at least 2.
+    pub max_members: usize,
     /// Whether this node signs the state it writes and checks the
     /// signatures of the state it receives (see `docs/SECURITY.md`,
     /// "Signed state"). Anything but [`Signatures::Off`] needs an identity
@@ -152,6 +178,10 @@ impl std::str::FromStr for Signatures {
     }
 }
 
+/// Most entries of [`Config::allowed_networks`]: each newcomer is matched
+/// against every one.
+const MAX_ALLOWED_NETWORKS: usize = 1_024;
+
 /// A configuration value out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid config field `{field}`: {reason}")]
@@ -195,6 +225,8 @@ impl Config {
             reconnect_interval: Duration::from_secs(30),
             reconnect_timeout: Duration::from_secs(24 * 3600),
             signatures: Signatures::Off,
+            allowed_networks: Vec::new(),
+            max_members: 0,
         }
     }
 
@@ -322,6 +354,21 @@ impl Config {
                 "must be within 1 s..=30 days and at least reconnect_interval",
             );
         }
+        if self.allowed_networks.len() > MAX_ALLOWED_NETWORKS {
+            return bad(
+                "allowed_networks",
+                format!(
+                    "{} networks; at most {MAX_ALLOWED_NETWORKS}",
+                    self.allowed_networks.len()
+                ),
+            );
+        }
+        if self.max_members == 1 {
+            return bad(
+                "max_members",
+                "counts this node too: must be 0 (no limit) or at least 2",
+            );
+        }
         Ok(())
     }
 }
@@ -403,11 +450,37 @@ mod tests {
                 },
                 "reconnect_timeout",
             ),
+            (
+                Config {
+                    max_members: 1,
+                    ..Config::lan()
+                },
+                "max_members",
+            ),
+            (
+                Config {
+                    allowed_networks: vec!["10.0.0.0/8".parse().unwrap(); 1_025],
+                    ..Config::lan()
+                },
+                "allowed_networks",
+            ),
         ];
         for (c, field) in cases {
             let err = c.validate().unwrap_err();
             assert_eq!(err.field, field);
             assert!(err.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn admission_limits_accept_their_documented_range() {
+        for max_members in [0, 2, 1_000_000] {
+            let c = Config {
+                max_members,
+                allowed_networks: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+                ..Config::lan()
+            };
+            assert_eq!(c.validate(), Ok(()), "{max_members}");
         }
     }
 }

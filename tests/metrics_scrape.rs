@@ -295,6 +295,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("scuttlewire_removals_total", "counter"),
     ("scuttlewire_reconnects_total", "counter"),
     ("scuttlewire_push_retries_total", "counter"),
+    ("scuttlewire_admission_refused_total", "counter"),
     ("scuttlewire_members", "gauge"),
     ("scuttlewire_queued_rumors", "gauge"),
     ("scuttlewire_largest_packet_bytes", "gauge"),

@@ -1,6 +1,7 @@
 //! `Quic` end to end on loopback: conformance, a cluster converging over
 //! it, peers without a valid certificate refused before anything they send
-//! is delivered, connections re-established after a loss, and the budget.
+//! is delivered, a valid certificate unable to speak in another node's
+//! name, connections re-established after a loss, and the budget.
 
 // Tests drive real nodes in real time: deadlines and timings read the clock.
 #![allow(clippy::disallowed_methods)]
@@ -11,11 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use prost::Message as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use scuttlewire::__private::wire::{self, PROTOCOL_VERSION, proto};
 use scuttlewire::transport::{QUIC_ALPN, Quic, QuicConfig, Transport, TransportError};
 use scuttlewire::{Config, Event, MemberStatus, Node};
 use tokio::time::timeout;
@@ -499,4 +502,109 @@ async fn leave_reaches_the_peers_before_the_endpoint_closes() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Waits (at most [`PATIENCE`] four times over) until `check` holds.
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE * 4;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The datagram a node named `name` at `addr` (generation 1) sends to give
+/// its state's first version, `key` = `value`: an `Ack` carrying the delta.
+fn own_state(name: &str, addr: SocketAddr, key: &str, value: &str) -> Bytes {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("loopback is IPv4 here")
+    };
+    let id = proto::NodeId {
+        name: name.to_owned(),
+        generation: 1,
+        ip: v4.ip().octets().to_vec().into(),
+        port: u32::from(addr.port()),
+    };
+    let delta = proto::NodeDelta {
+        node: Some(id.clone()),
+        from_version: 0,
+        to_version: 1,
+        entries: vec![proto::KeyValue {
+            key: key.to_owned(),
+            value: value.as_bytes().to_vec().into(),
+            version: 1,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let packet = proto::Packet {
+        version: PROTOCOL_VERSION,
+        cluster: wire::cluster_id(&Config::local().cluster),
+        from: Some(id),
+        from_key: 0,
+        messages: vec![proto::Message {
+            kind: Some(proto::message::Kind::Ack(proto::Ack {
+                deltas: vec![delta],
+                push_id: 0,
+            })),
+        }],
+    };
+    packet.encode_to_vec().into()
+}
+
+/// With `node_name` set, the holder of node-3's certificate (a member in
+/// good standing) cannot speak as node-1: its datagram claiming node-1 is
+/// dropped and counted before the node reads it, while its datagrams as
+/// node-3 pass. The same forgery sent to a node without `node_name` is
+/// believed: node-1 joins with the forger's state. That is the hole the
+/// check closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_name_not_on_the_certificate_is_dropped() {
+    let mut strict = dev(2);
+    strict.node_name = Some("node-2".into());
+    let (node, quic) = start("node-2", strict, &[]).await;
+    // node-3's certificate on a bare transport that sends what it likes.
+    let mallory = bind(dev(3)).await;
+    let at = mallory.local_addr();
+    let forged = own_state("node-1", at, "owner", "mallory");
+    mallory
+        .send(node.local_id().addr, forged.clone())
+        .await
+        .unwrap();
+    wait_until("the forged datagram is dropped", async || {
+        quic.stats().dropped_name_mismatch == 1
+    })
+    .await;
+    let stats = quic.stats();
+    assert_eq!(stats.datagrams_received, 1, "{stats:?}");
+    let metrics = node.metrics().await.unwrap();
+    assert_eq!(metrics.engine.packets_received, 0, "the node never saw it");
+    let names = |members: Vec<scuttlewire::Member>| -> Vec<String> {
+        members.into_iter().map(|m| m.id.name).collect()
+    };
+    assert_eq!(names(node.members().await.unwrap()), ["node-2"]);
+    assert_eq!(node.get("node-1", "owner").await.unwrap(), None);
+
+    // The same peer under its own name is heard.
+    let honest = own_state("node-3", at, "owner", "node-3");
+    mallory.send(node.local_id().addr, honest).await.unwrap();
+    wait_until("node-3's state arrives", async || {
+        node.get("node-3", "owner").await.unwrap().as_deref() == Some(&b"node-3"[..])
+    })
+    .await;
+    assert_eq!(names(node.members().await.unwrap()), ["node-2", "node-3"]);
+    assert_eq!(node.get("node-1", "owner").await.unwrap(), None);
+    assert_eq!(quic.stats().dropped_name_mismatch, 1);
+
+    // Without node_name, nothing stops the forgery.
+    let (lax, lax_quic) = start("node-2", dev(2), &[]).await;
+    mallory.send(lax.local_id().addr, forged).await.unwrap();
+    wait_until("the unchecked node believes the forgery", async || {
+        lax.get("node-1", "owner").await.unwrap().as_deref() == Some(&b"mallory"[..])
+    })
+    .await;
+    assert!(names(lax.members().await.unwrap()).contains(&"node-1".to_owned()));
+    assert_eq!(lax_quic.stats().dropped_name_mismatch, 0);
+    node.shutdown().await;
+    lax.shutdown().await;
 }

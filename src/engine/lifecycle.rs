@@ -1,5 +1,6 @@
-//! The membership lifecycle: who sent a packet (a member learnt, a new
-//! generation, a node told it is held dead), applying alive, suspect, dead and left rumors
+//! The membership lifecycle: who sent a packet (a member learnt or refused
+//! admission, a new generation, a node told it is held dead), applying
+//! alive, suspect, dead and left rumors
 //! by incarnation precedence (opening and closing suspicions, filling the
 //! dead table), refuting rumors about ourselves, telling nodes we hold
 //! them dead, removing members after their dead retention, and leaving.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use super::admission::{Notice, Refusal};
 use super::msg::{member_update, message, ping, status_of, update};
 use super::node_id::routable;
 use super::observation::{Observation, SuspicionOutcome};
@@ -23,6 +25,15 @@ use super::{Engine, Event, MemberStatus, NodeId};
 use crate::wire::DecodeError;
 use crate::wire::proto::message::Kind;
 use crate::wire::proto::{self, MemberState};
+
+/// Why a node was not learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotLearnt {
+    /// An older generation than the one held, or one removed.
+    Stale,
+    /// Refused admission (counted and logged).
+    Refused,
+}
 
 /// Where we last told a node that we hold it dead, and when: at most once
 /// per probe interval per address, so a stream of packets from a node we
@@ -59,7 +70,9 @@ impl Engine {
 
     /// The sender of a packet that carries its full id: learnt (or
     /// refused as an older generation: `Ok(None)`), announced on first
-    /// contact, told if we hold it for dead. `Err` drops the packet.
+    /// contact, told if we hold it for dead. `Err` drops the packet: a
+    /// sender that is malformed, unroutable, ourselves, or refused
+    /// admission (a node kept out is not heard either).
     pub(super) fn full_sender(
         &mut self,
         now: Instant,
@@ -82,7 +95,11 @@ impl Engine {
             return Err(());
         }
         let first_contact = self.members.key_of(&sender.name) != Some(sender.key());
-        let sender_key = self.learn(&sender);
+        let sender_key = match self.learn_or_refuse(&sender) {
+            Ok(key) => Some(key),
+            Err(NotLearnt::Stale) => None,
+            Err(NotLearnt::Refused) => return Err(()),
+        };
         if first_contact && sender_key.is_some() {
             // A node that contacted us directly is alive: spread the news as
             // a rumor, so joins reach everyone in O(log N) rounds instead of
@@ -135,36 +152,81 @@ impl Engine {
     }
 
     /// Learns of a node from a packet or delta; returns its key, or `None`
-    /// if `id` is an older generation than the one we know.
+    /// if `id` is an older generation than the one we know, or is refused
+    /// admission.
     pub(super) fn learn(&mut self, id: &NodeId) -> Option<u64> {
+        self.learn_or_refuse(id).ok()
+    }
+
+    /// [`learn`](Engine::learn), saying why a node was not learnt. Every
+    /// member record is added here, and only after admission control
+    /// let it in: a newcomer, or a new generation of a member.
+    pub(super) fn learn_or_refuse(&mut self, id: &NodeId) -> Result<u64, NotLearnt> {
         match self.members.key_of(&id.name) {
             None if self.removed.is_removed(&id.name, id.generation) => {
                 // Removed: only the node's own refutation brings it back.
                 self.metrics.stale_generation += 1;
-                None
+                Err(NotLearnt::Stale)
             }
             None => {
+                self.admit(id, true)?;
                 self.members.insert(id.clone());
                 self.diverged();
                 self.events.push_back(Event::MemberJoined(id.clone()));
-                Some(id.key())
+                Ok(id.key())
             }
-            Some(k) if k == id.key() => Some(k),
+            Some(k) if k == id.key() => Ok(k),
             Some(k) => {
-                let old = self.members.get(k)?.id.clone();
+                let old = self.members.get(k).ok_or(NotLearnt::Stale)?.id.clone();
                 if id.generation <= old.generation {
                     self.metrics.stale_generation += 1;
-                    return None;
+                    return Err(NotLearnt::Stale);
                 }
+                // A restart is admitted as a newcomer is, but replaces a
+                // record, so it is not capped.
+                self.admit(id, false)?;
                 self.members.remove(k);
                 self.members.insert(id.clone());
                 self.events.push_back(Event::MemberRestarted {
                     old,
                     new: id.clone(),
                 });
-                Some(id.key())
+                Ok(id.key())
             }
         }
+    }
+
+    /// Admission control for `id`, which would add a member record if
+    /// `adds` (else replace one): a refusal is counted, and logged the
+    /// first time for its name.
+    fn admit(&mut self, id: &NodeId, adds: bool) -> Result<(), NotLearnt> {
+        let refusal = match self.admission.judge(id, self.members.len(), adds) {
+            Ok(()) => {
+                self.admission.admitted(&id.name);
+                return Ok(());
+            }
+            Err(refusal) => refusal,
+        };
+        let r = &mut self.metrics.refused;
+        match refusal {
+            Refusal::Network => r.network += 1,
+            Refusal::Capacity(_) => r.capacity += 1,
+            Refusal::Check(_) => r.check += 1,
+        }
+        match self.admission.notice(&id.name) {
+            Notice::First => tracing::warn!(
+                name = ?id.name,
+                addr = %id.addr,
+                generation = id.generation,
+                reason = %refusal,
+                "node refused admission: not a member here (logged once per name)"
+            ),
+            Notice::Overflow => tracing::warn!(
+                "many nodes refused admission: further names are counted, not logged"
+            ),
+            Notice::Quiet => {}
+        }
+        Err(NotLearnt::Refused)
     }
 
     // ----- membership changes -------------------------------------------

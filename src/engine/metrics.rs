@@ -48,6 +48,27 @@ impl Drops {
     }
 }
 
+/// Refusals to admit a node as a member, by reason (see
+/// `Config::allowed_networks`, `Config::max_members` and
+/// `NodeBuilder::admit`). Each time a refused node is met counts: a
+/// packet from it, a rumor or a delta about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Its gossip address is in none of `Config::allowed_networks`.
+    pub network: u64,
+    /// `Config::max_members` members were held already.
+    pub capacity: u64,
+    /// The application's admission check refused it.
+    pub check: u64,
+}
+
+impl Refusals {
+    /// All refusals added up.
+    pub fn total(&self) -> u64 {
+        self.network + self.capacity + self.check
+    }
+}
+
 /// Messages by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindCounts {
@@ -165,6 +186,8 @@ pub struct Metrics {
     /// Nodes told that they are held dead, here or by a peer (so they
     /// can refute).
     pub dead_told: u64,
+    /// Nodes refused membership by admission control, by reason.
+    pub refused: Refusals,
     /// Member records refused because their address is unspecified
     /// (`0.0.0.0`, `::`) or has port 0, which no peer could send to: a
     /// packet's sender (the packet is dropped), a delta, a rumor or a

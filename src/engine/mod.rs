@@ -7,10 +7,11 @@
 //!
 //! [`Engine`] (this file) wires the rooms together: the public API, the
 //! input dispatcher (`handle_packet` → one handler per message kind), the
-//! timer table and the output queues. Four rooms extend `Engine` because
+//! timer table and the output queues. Five rooms extend `Engine` because
 //! each exchange they run touches several others' state: `reconcile`
 //! (Scuttlebutt), `push` (fresh versions along the broadcast tree),
-//! `probe` (SWIM) and `lifecycle` (membership changes). Every other file
+//! `probe` (SWIM), `lifecycle` (membership changes) and `signing` (signed
+//! state and membership claims). Every other file
 //! owns one piece of state behind its own methods and imports no room:
 //!
 //! | file | owns |
@@ -22,6 +23,7 @@
 //! | `digest` | digest pages and their lines |
 //! | `rumor` | the piggybacked rumor queues |
 //! | `suspicion` | Lifeguard suspicions and their deadlines |
+//! | `admission` | who may become a member: address allow-list, member cap, the application's check |
 //! | `dead`, `removed` | members held dead (retries), members removed (stale-news guard, reconnects) |
 //! | `reconnect` | drawing one reconnect candidate |
 //! | `broadcast` | user broadcast ids and dedup |
@@ -32,6 +34,7 @@
 //!
 //! `docs/ARCHITECTURE.md` draws who calls whom.
 
+mod admission;
 mod broadcast;
 mod dead;
 mod digest;
@@ -66,10 +69,11 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+pub use admission::AdmissionCheck;
 pub use error::{BroadcastError, EngineError, RESERVED_PREFIX, SetError};
 pub use event::Event;
 pub use membership::{Member, MemberStatus};
-pub use metrics::{Drops, KindCounts, MemberCounts, Metrics};
+pub use metrics::{Drops, KindCounts, MemberCounts, Metrics, Refusals};
 pub use node_id::NodeId;
 pub use observation::{OBSERVATION_CAP, Observation, SuspicionOutcome};
 pub use outbox::Transmit;
@@ -79,6 +83,7 @@ use crate::config::{Config, ConfigError};
 use crate::wire::proto::MemberState;
 use crate::wire::proto::message::Kind;
 use crate::wire::{self, Limits, Packer, proto};
+use admission::Admission;
 use broadcast::Broadcasts;
 use dead::DeadMembers;
 use lifecycle::ToldDead;
@@ -111,7 +116,8 @@ use timer::{Timer, TimerTable};
 ///   received, [`handle_timeout`](Engine::handle_timeout) when the instant
 ///   from [`poll_timeout`](Engine::poll_timeout) has passed.
 /// * Local operations: [`set`](Engine::set), [`delete`](Engine::delete),
-///   [`add_seeds`](Engine::add_seeds), [`set_seeds`](Engine::set_seeds).
+///   [`add_seeds`](Engine::add_seeds), [`set_seeds`](Engine::set_seeds),
+///   [`set_admission_check`](Engine::set_admission_check).
 /// * Output, after every input or operation, in this order: drain
 ///   [`poll_transmit`](Engine::poll_transmit) and send each datagram, drain
 ///   [`poll_event`](Engine::poll_event) (and
@@ -147,6 +153,8 @@ pub struct Engine {
     // ----- the rooms' state, each behind its own interface -----
     /// Members, their status and their versioned state.
     members: Members,
+    /// Who may become a member.
+    admission: Admission,
     /// Packing and the datagrams waiting to be sent.
     outbox: Outbox,
     /// Events waiting for the application.
@@ -222,6 +230,7 @@ impl Engine {
         timers.set(Timer::Reconnect, Some(now + config.reconnect_interval));
         let mut engine = Engine {
             members: Members::new(me.clone()),
+            admission: Admission::new(&config),
             cluster_id,
             limits,
             outbox,
@@ -621,6 +630,17 @@ impl Engine {
     /// The seed addresses in use.
     pub fn seeds(&self) -> &[SocketAddr] {
         &self.seeds
+    }
+
+    /// Installs the application's say on who may become a member (or,
+    /// with `None`, removes it): asked about every node this engine would
+    /// add, or whose new generation it would take, once
+    /// `Config::allowed_networks` and `Config::max_members` let it
+    /// through. A refused node is not added, raises no event and has its
+    /// packets dropped and its state ignored; see [`AdmissionCheck`].
+    /// Members already held stay.
+    pub fn set_admission_check(&mut self, check: Option<AdmissionCheck>) {
+        self.admission.set_check(check);
     }
 
     /// Adds `ids` as alive members with empty state, as if a join had

@@ -27,6 +27,9 @@ use crate::identity::{
 };
 use crate::wire::proto::{self, MemberState};
 
+/// Most member names remembered as logged for a refused identity.
+const MAX_LOGGED: usize = 1_024;
+
 /// What this node knows for checking signatures.
 #[derive(Default)]
 pub(super) struct Signing {
@@ -361,7 +364,11 @@ impl Engine {
             Ok(key) => key,
             Err(err) => {
                 self.metrics.identities_refused += 1;
-                if self.signing.refused.insert(id.name.clone()) {
+                // At most MAX_LOGGED names remembered: invented names can
+                // neither grow memory nor flood the log.
+                let fresh = self.signing.refused.len() < MAX_LOGGED
+                    && self.signing.refused.insert(id.name.clone());
+                if fresh {
                     tracing::warn!(member = %id.name, error = %err, "identity refused; its state is dropped");
                 }
                 return None;

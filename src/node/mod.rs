@@ -86,7 +86,8 @@ pub use seeds::check_seed_host;
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{
-    BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId, SetError,
+    AdmissionCheck, BroadcastError, Engine, EngineError, Member, MemberCounts, Metrics, NodeId,
+    SetError,
 };
 use crate::identity::{Identity, Trust};
 use crate::seal::{Keyring, KeyringError};
@@ -203,6 +204,8 @@ pub struct NodeBuilder {
     encryption: Option<crate::transport::EncryptionConfig>,
     /// The node's signing identity and the trust it checks others' with.
     identity: Option<(Arc<Identity>, Arc<dyn Trust>)>,
+    /// The application's admission check, handed to the engine.
+    admission: Option<AdmissionCheck>,
 }
 
 impl NodeBuilder {
@@ -326,6 +329,43 @@ impl NodeBuilder {
         self
     }
 
+    /// The application's say on who may join (memberlist's
+    /// `AliveDelegate`): `check` is called with the identity of every node
+    /// this node would add as a member, a newcomer or a new generation of
+    /// a member (a restart), once `Config::allowed_networks` and
+    /// `Config::max_members` let it through. `Err` refuses it, with a
+    /// reason that is logged (at `warn`, once per name): the node is not
+    /// added, raises no [`Event::MemberJoined`](crate::Event::MemberJoined),
+    /// its packets are dropped and its state is not applied, and the
+    /// refusal is counted in [`Metrics::refused`].
+    ///
+    /// It runs on the node's task each time such a node is met (each
+    /// packet from it, each rumor or delta about it) until admitted, so
+    /// keep it quick and never block in it. Members already admitted are
+    /// not asked again at the same generation, nor evicted. Admission is
+    /// each node's own decision: give every node the same rule. See
+    /// `docs/SECURITY.md` ("Admission control").
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), scuttlewire::NodeError> {
+    /// use scuttlewire::{Config, Node};
+    /// let node = Node::builder(Config::lan().with_name("web-1"))
+    ///     .admit(|id| match id.name.starts_with("web-") {
+    ///         true => Ok(()),
+    ///         false => Err(format!("{} is not a web node", id.name)),
+    ///     })
+    ///     .start_udp("0.0.0.0:7946".parse().unwrap())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn admit(
+        mut self,
+        check: impl Fn(&NodeId) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.admission = Some(Arc::new(check));
+        self
+    }
+
     /// Starts the node on plain UDP bound to `bind` (default 1,400-byte
     /// payload budget).
     pub async fn start_udp(self, bind: SocketAddr) -> Result<Node, NodeError> {
@@ -390,6 +430,7 @@ impl NodeBuilder {
             }
             None => {}
         }
+        engine.set_admission_check(self.admission);
         for (k, v) in self.initial_state {
             engine.set(now, &k, v)?;
         }
@@ -488,6 +529,7 @@ impl Node {
             discovery: None,
             encryption: None,
             identity: None,
+            admission: None,
         }
     }
 

@@ -59,6 +59,7 @@ const PUSH_SPURIOUS: &str = "scuttlewire_push_spurious_resends_total";
 const SHED_ROUNDS: &str = "scuttlewire_shed_rounds_total";
 const SIGNED_REFUSED: &str = "scuttlewire_signed_state_refused_total";
 const PUSH_UNACKED: &str = "scuttlewire_push_unacked_total";
+const ADMISSION_REFUSED: &str = "scuttlewire_admission_refused_total";
 
 /// Gauge names.
 const MEMBERS: &str = "scuttlewire_members";
@@ -308,6 +309,15 @@ const COUNTERS: &[Series] = &[
     series(REMOVALS, &[], |t| Some(t.engine.members_removed)),
     series(DEAD_TOLD, &[], |t| Some(t.engine.dead_told)),
     series(UNROUTABLE, &[], |t| Some(t.engine.unroutable_ids)),
+    series(ADMISSION_REFUSED, &[("reason", "network")], |t| {
+        Some(t.engine.refused.network)
+    }),
+    series(ADMISSION_REFUSED, &[("reason", "capacity")], |t| {
+        Some(t.engine.refused.capacity)
+    }),
+    series(ADMISSION_REFUSED, &[("reason", "check")], |t| {
+        Some(t.engine.refused.check)
+    }),
     series(RECONNECTS, &[], |t| Some(t.engine.reconnects)),
     series(LIVENESS_MERGED, &[], |t| Some(t.engine.liveness_merged)),
     series(PUSHES, &[], |t| Some(t.engine.pushes_sent)),
@@ -428,6 +438,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Member records refused for an address no peer can send to (0.0.0.0, ::, port 0)",
+    ),
+    (
+        ADMISSION_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Nodes refused membership by admission control, by reason (network: not in allowed_networks; capacity: max_members reached; check: the application's check), each time one is met",
     ),
     (
         RECONNECTS,

@@ -16,6 +16,13 @@
 //! ALPN is [`QUIC_ALPN`]; 0-RTT is off. See `certs/README.md` for making
 //! certificates.
 //!
+//! A certificate from the cluster CA makes its holder a member, but not
+//! any member it likes: with [`QuicConfig::node_name`] set, each node's
+//! certificate names the node, and a datagram whose packet claims a sender
+//! name (`Packet.from.name`) that is not a subject alternative name of the
+//! certificate of the connection it came on is dropped before the node
+//! sees it, and counted ([`QuicStats::dropped_name_mismatch`]).
+//!
 //! # Budget
 //!
 //! [`Transport::max_payload`] is fixed at [`QuicConfig::max_payload`],
@@ -38,6 +45,7 @@
 //! [`QuicConfig::keep_alive`] under the [`QuicConfig::idle_timeout`] that
 //! declares a silent peer dead.
 
+mod binding;
 mod conn;
 mod tls;
 
@@ -95,10 +103,28 @@ pub struct QuicConfig {
     /// a chain to the cluster CA is what makes a peer a member, since
     /// peers are dialled by address, not by name.
     pub server_name: Option<String>,
-    /// If set, this node's own certificate must carry this name as a
-    /// subject alternative name, checked when binding — typically the
-    /// gossip node name, so that peers can check the binding with
-    /// [`QuicHandle::peer_has_name`]. Default `None`.
+    /// This node's gossip name (`Config::name`), which its own certificate
+    /// must carry as a subject alternative name (checked by
+    /// [`QuicConfig::validate`]). Setting it also binds every peer's
+    /// name to its certificate: a received datagram whose packet names its
+    /// sender (`Packet.from.name`) by a name that is not a subject
+    /// alternative name of the certificate of the connection it came on is
+    /// dropped and counted in [`QuicStats::dropped_name_mismatch`], so a
+    /// holder of node-3's certificate cannot speak as node-1. Set it only
+    /// once every member's certificate carries that member's gossip name
+    /// (`gen_certs` always includes it), and to the same name as the
+    /// node's `Config::name`: peers that check drop every packet of a node
+    /// whose gossip name is not on its certificate. Default `None`: no
+    /// name is checked, and any certificate from the cluster CA may claim
+    /// any name.
+    ///
+    /// Only the sender field of a packet is checked. Datagrams that name
+    /// no sender pass to the node: bytes that are not a packet (the node
+    /// drops and counts them), and compact headers, which name the sender
+    /// by the key of a member the node already holds (so cannot introduce
+    /// a member or a new generation of one). What a packet says about
+    /// *other* members (rumors, relayed state) is not bound to any
+    /// certificate; see `docs/SECURITY.md`.
     pub node_name: Option<String>,
     /// The budget the engine packs under, in bytes: fixed for the life of
     /// the transport. Range 64..=`initial_mtu - 50`; default
@@ -214,6 +240,15 @@ impl QuicConfig {
         ))
     }
 
+    /// Whether this node's certificate carries `name` (a DNS name or an IP
+    /// address) as a subject alternative name, as [`QuicConfig::node_name`]
+    /// requires.
+    pub fn certificate_names(&self, name: &str) -> bool {
+        self.cert_chain
+            .first()
+            .is_some_and(|c| tls::covers_name(c, name))
+    }
+
     /// Checks every field; the error names the field and its valid range.
     pub fn validate(&self) -> Result<(), TransportError> {
         let fail = |msg: String| Err(TransportError::Setup(format!("QuicConfig.{msg}")));
@@ -323,6 +358,14 @@ pub struct QuicStats {
     pub refused_too_large: u64,
     /// Connections closed after `linger` without traffic.
     pub idle_closed: u64,
+    /// Datagrams received (and counted in `datagrams_received`) but
+    /// dropped because the sender name their packet claims is not a
+    /// subject alternative name of the certificate of the connection they
+    /// came on. Only with [`QuicConfig::node_name`] set; a growing count
+    /// means a holder of a cluster certificate is speaking in another
+    /// member's name (or a node's gossip name is missing from its
+    /// certificate). Logged at `warn`, at most once a second.
+    pub dropped_name_mismatch: u64,
 }
 
 /// A [`Transport`] over one QUIC endpoint that serves and dials, carrying
@@ -386,6 +429,7 @@ impl Quic {
             connect_timeout: config.connect_timeout,
             linger: config.linger,
             queue_len: config.queue_len,
+            bind_names: config.node_name.is_some(),
         };
         let shared = Arc::new(Shared::new(
             endpoint,
@@ -466,8 +510,9 @@ impl QuicHandle {
 
     /// Whether the certificate of the live connection to `addr` carries
     /// `name` (a DNS name or IP address) as a subject alternative name;
-    /// `None` when no connection to `addr` is up. Use it to bind a gossip
-    /// node name to the certificate that peer presented.
+    /// `None` when no connection to `addr` is up. With
+    /// [`QuicConfig::node_name`] set the transport makes this check itself
+    /// on every datagram's claimed sender.
     pub fn peer_has_name(&self, addr: SocketAddr, name: &str) -> Option<bool> {
         let cert = self.shared.upgrade()?.peer_certificate(addr)?;
         Some(tls::covers_name(&cert, name))

@@ -9,12 +9,16 @@
 //!
 //! The one other message, [`proto::Announce`] (LAN discovery, sent to its
 //! own port), has its own capped decoder, [`decode_announce`].
+//! [`sender_name`] reads only a packet's claimed sender, for a transport
+//! that checks it against the peer it authenticated.
 
 mod announce;
 mod packer;
+mod sender;
 
 pub use announce::{MAX_ANNOUNCE, decode_announce, encode_announce};
 pub use packer::{Packer, PackerError};
+pub use sender::sender_name;
 
 use bytes::Buf;
 use prost::Message as _;

@@ -122,11 +122,7 @@ async fn leave_requested(control: &mut Option<Control>) -> LineWriter {
 async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>), Failure> {
     let security = args.security()?;
     let identity = args.identity()?;
-    let mut config = args
-        .preset
-        .config()
-        .with_cluster(args.cluster.as_str())
-        .with_name(args.node_name());
+    let mut config = args.config();
     config.signatures = args.signatures;
     let mut builder = Node::builder(config).seed_hosts(args.seed_hosts());
     if let Some(flags) = identity {
@@ -158,8 +154,19 @@ async fn start(args: &AgentArgs) -> Result<(Node, &'static str, Option<KeyFile>)
             (node, "encrypted-udp")
         }
         Security::Quic { ca, cert, key } => {
-            let tls = QuicConfig::from_pem_files(&ca, &cert, &key)
+            let mut tls = QuicConfig::from_pem_files(&ca, &cert, &key)
                 .map_err(|e| Failure::flag("--quic-ca/--quic-cert/--quic-key", e))?;
+            // Bind every packet's sender name to its connection's
+            // certificate whenever ours names us, as the peers' will.
+            let name = args.node_name();
+            if tls.certificate_names(&name) {
+                tls.node_name = Some(name);
+            } else {
+                tracing::warn!(
+                    name = %name,
+                    "the QUIC certificate does not carry --name: packets are not bound to node names"
+                );
+            }
             let quic = Quic::bind(bind, tls)
                 .await
                 .map_err(|e| Failure::runtime(format!("QUIC on --bind {bind}: {e}")))?;

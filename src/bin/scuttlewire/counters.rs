@@ -99,6 +99,15 @@ fn engine(e: &Metrics, out: &mut Vec<(String, u64)>) {
     ] {
         put(&format!("drops.{name}"), value);
     }
+    let r = &e.refused;
+    for (name, value) in [
+        ("total", r.total()),
+        ("network", r.network),
+        ("capacity", r.capacity),
+        ("check", r.check),
+    ] {
+        put(&format!("refused.{name}"), value);
+    }
     for (direction, kinds) in [("received", &e.received), ("sent", &e.sent)] {
         for (name, value) in kinds.by_kind() {
             put(&format!("{direction}.{name}"), value);
@@ -128,11 +137,14 @@ mod tests {
         metrics.engine.packets_sent = 12;
         metrics.engine.drops.malformed = 2;
         metrics.engine.received.ping_ack = 5;
+        metrics.engine.refused.network = 7;
         let c = flatten(&metrics);
         assert_eq!(value(&c, "engine.packets_sent"), Some(12));
         assert_eq!(value(&c, "engine.drops.malformed"), Some(2));
         assert_eq!(value(&c, "engine.drops.total"), Some(2));
         assert_eq!(value(&c, "engine.received.ping_ack"), Some(5));
+        assert_eq!(value(&c, "engine.refused.network"), Some(7));
+        assert_eq!(value(&c, "engine.refused.total"), Some(7));
         assert_eq!(value(&c, "members.alive"), Some(3));
         assert_eq!(
             value(&c, "seal.sealed"),

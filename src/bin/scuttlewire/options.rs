@@ -22,7 +22,8 @@ use crate::Failure;
 use crate::logging::{DEFAULT_LOG, LogFilter};
 use crate::socket_path::{ControlFlag, parse_control};
 use crate::values::{
-    Advertise, Seeds, StateItems, parse_advertise, parse_duration, parse_seeds, parse_state,
+    Advertise, Networks, Seeds, StateItems, parse_advertise, parse_duration, parse_max_members,
+    parse_networks, parse_seeds, parse_state,
 };
 
 /// Flags of `scuttlewire agent`. Each reads the environment variable shown
@@ -141,6 +142,19 @@ pub struct AgentArgs {
     /// (every second while alone, or this if shorter) [default: 30s]
     #[arg(long, env = "SCUTTLEWIRE_DISCOVERY_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub discovery_interval: Option<Duration>,
+
+    /// Admit as members only nodes whose gossip address lies in one of
+    /// these networks, comma-separated CIDR (10.0.0.0/8, fd00::/8) or
+    /// bare addresses; others are kept out, counted and logged once each
+    /// [default: every address]
+    #[arg(long, env = "SCUTTLEWIRE_ALLOW_NETWORKS", value_name = "CIDR,...", value_parser = parse_networks)]
+    pub allow_networks: Vec<Networks>,
+
+    /// Hold at most this many members, this node included (dead and
+    /// departed ones count until removed); newcomers beyond it are kept
+    /// out, counted and logged once each; 0 for no limit [default: 0]
+    #[arg(long, env = "SCUTTLEWIRE_MAX_MEMBERS", value_name = "N", value_parser = parse_max_members)]
+    pub max_members: Option<usize>,
 
     /// State this node publishes from the start, comma-separated KEY=VALUE
     /// (a value cannot contain a comma)
@@ -342,6 +356,23 @@ impl AgentArgs {
             .collect()
     }
 
+    /// The node's configuration: `--preset` with `--cluster`, the node
+    /// name, `--allow-networks` and `--max-members`.
+    pub fn config(&self) -> Config {
+        let mut config = self
+            .preset
+            .config()
+            .with_cluster(self.cluster.as_str())
+            .with_name(self.node_name());
+        config.allowed_networks = self
+            .allow_networks
+            .iter()
+            .flat_map(|n| n.0.iter().copied())
+            .collect();
+        config.max_members = self.max_members.unwrap_or(0);
+        config
+    }
+
     /// Every `--state` pair, in order (a repeated key: the last one wins).
     pub fn state_items(&self) -> Vec<(String, String)> {
         self.state
@@ -540,6 +571,45 @@ mod tests {
             a.state_items(),
             [("x".into(), "1".into()), ("y".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn admission_flags_reach_the_config() {
+        let c = args(&[]).config();
+        assert!(c.allowed_networks.is_empty());
+        assert_eq!(c.max_members, 0);
+        let c = args(&[
+            "--allow-networks",
+            "10.0.0.0/8,fd00::/8",
+            "--allow-networks",
+            "192.168.0.0/16",
+            "--max-members",
+            "50",
+        ])
+        .config();
+        let nets: Vec<String> = c.allowed_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "fd00::/8", "192.168.0.0/16"]);
+        assert_eq!(c.max_members, 50);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_admission_flags_are_refused_naming_the_flag() {
+        use clap::{Command, FromArgMatches};
+        for (flags, flag) in [
+            (["--allow-networks", "10.0.0.1/8"], "--allow-networks"),
+            (["--allow-networks", "10.0.0.0/40"], "--allow-networks"),
+            (["--max-members", "1"], "--max-members"),
+            (["--max-members", "many"], "--max-members"),
+        ] {
+            let cmd = AgentArgs::augment_args(Command::new("agent"));
+            let err = cmd
+                .try_get_matches_from(std::iter::once("agent").chain(flags))
+                .map(|m| AgentArgs::from_arg_matches(&m))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag), "{flags:?}: {err}");
+        }
     }
 
     #[test]

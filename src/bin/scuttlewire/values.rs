@@ -1,11 +1,13 @@
-//! The values of single flags: `--advertise`, `--seeds`, `--state` and
-//! `--report-interval`, each a clap `value_parser`.
+//! The values of single flags: `--advertise`, `--seeds`, `--state`,
+//! `--report-interval`, `--allow-networks` and `--max-members`, each a
+//! clap `value_parser`.
 //!
 //! Each returns a message saying what is wrong with the text; clap prints
 //! it after the flag's name (`error: invalid value 'x' for '--seeds
 //! <HOST:PORT,...>': ...`), also when the value came from the environment.
 //! Pure functions, tested below without a socket.
 
+use scuttlewire::config::Cidr;
 use scuttlewire::node::check_seed_host;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -29,6 +31,10 @@ pub struct Seeds(pub Vec<String>);
 /// One `--state` value: its `KEY=VALUE` pairs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateItems(pub Vec<(String, String)>);
+
+/// One `--allow-networks` value: its networks, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Networks(pub Vec<Cidr>);
 
 /// `--advertise`: `IP`, `IP:PORT`, or `[IPv6]`; an unspecified IP
 /// (0.0.0.0, ::) or port 0 is not an address a peer can reach. Empty is
@@ -91,6 +97,31 @@ pub fn parse_state(text: &str) -> Result<StateItems, String> {
         items.push((key.to_owned(), value.to_owned()));
     }
     Ok(StateItems(items))
+}
+
+/// `--allow-networks`: comma-separated networks in CIDR notation
+/// (`10.0.0.0/8`, `fd00::/8`) or bare addresses; empty entries are
+/// skipped.
+pub fn parse_networks(text: &str) -> Result<Networks, String> {
+    let mut networks = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let network = entry.parse::<Cidr>().map_err(|e| e.to_string())?;
+        networks.push(network);
+    }
+    Ok(Networks(networks))
+}
+
+/// `--max-members`: a whole number, 0 for no limit, else at least 2 (the
+/// count includes this node).
+pub fn parse_max_members(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number (0 for no limit)"))?;
+    if n == 1 {
+        return Err("1 would hold this node alone: give 0 (no limit) or at least 2".to_owned());
+    }
+    Ok(n)
 }
 
 /// `--report-interval`: an integer with a unit (`ms`, `s`, `m`, `h`), or
@@ -177,6 +208,36 @@ mod tests {
             "::1:7946", "[::1]", "[nope]:1", ":7946", "a:0", "a:70000", "a:x",
         ] {
             assert!(parse_seeds(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn networks_are_cidr_entries_and_bad_ones_are_named() {
+        let nets = parse_networks("10.0.0.0/8, fd00::/8,,192.168.1.7").unwrap();
+        let text: Vec<String> = nets.0.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["10.0.0.0/8", "fd00::/8", "192.168.1.7/32"]);
+        assert_eq!(parse_networks(""), Ok(Networks(vec![])));
+        let err = parse_networks("10.0.0.0/8,10.1.2.3/16").unwrap_err();
+        assert!(err.contains("10.1.0.0/16"), "{err}");
+        for bad in [
+            "10.0.0/8",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "host/8",
+            "10.0.0.0/x",
+        ] {
+            assert!(parse_networks(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn max_members_is_zero_or_at_least_two() {
+        assert_eq!(parse_max_members("0"), Ok(0));
+        assert_eq!(parse_max_members("2"), Ok(2));
+        assert_eq!(parse_max_members(" 500 "), Ok(500));
+        assert!(parse_max_members("1").unwrap_err().contains("at least 2"));
+        for bad in ["", "-1", "1.5", "ten"] {
+            assert!(parse_max_members(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -13,8 +13,10 @@
 //!   datagrams waiting for the handshake, flushes it on success, drops it
 //!   (counted) on failure, and ends;
 //! * one **reader** per established connection, which feeds its datagrams
-//!   into the transport's inbox and closes the connection when it has
-//!   carried no gossip either way for `linger`.
+//!   into the transport's inbox (with `node_name` set, only those whose
+//!   claimed sender is on the connection's certificate: see `binding`) and
+//!   closes the connection when it has carried no gossip either way for
+//!   `linger`.
 //!
 //! `send` itself never awaits: it hands a datagram to a live connection
 //! (quinn queues it), or to the dialer's queue. A slow or dead peer costs
@@ -36,6 +38,7 @@ use quinn::{Connection, ConnectionError, Endpoint, Incoming, SendDatagramError, 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
+use super::binding::NameBinding;
 use super::{QUIC_ALPN, QuicStats};
 use crate::transport::TransportError;
 
@@ -54,8 +57,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How often [`Shared::flush`] looks whether the queues have drained.
 const FLUSH_POLL: Duration = Duration::from_millis(2);
-/// At most one refused handshake a second is logged at `warn`; the rest at
-/// `debug`, so a scanner cannot flood the logs.
+/// At most one refused handshake or forged sender name a second is logged
+/// at `warn`; the rest at `debug`, so a scanner cannot flood the logs.
 const WARN_EVERY_MS: u64 = 1_000;
 
 /// Settings the tasks need, copied out of [`super::QuicConfig`].
@@ -64,6 +67,9 @@ pub(super) struct Settings {
     pub(super) connect_timeout: Duration,
     pub(super) linger: Duration,
     pub(super) queue_len: usize,
+    /// Whether each datagram's claimed sender name must be on the
+    /// certificate of its connection (`node_name` is set).
+    pub(super) bind_names: bool,
 }
 
 /// Everything the transport and its tasks share.
@@ -119,6 +125,7 @@ pub(super) struct Counters {
     dropped_unreachable: AtomicU64,
     too_large: AtomicU64,
     idle_closed: AtomicU64,
+    name_mismatch: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -140,6 +147,7 @@ impl Counters {
             dropped_unreachable: get(&self.dropped_unreachable),
             refused_too_large: get(&self.too_large),
             idle_closed: get(&self.idle_closed),
+            dropped_name_mismatch: get(&self.name_mismatch),
         }
     }
 }
@@ -372,7 +380,7 @@ impl Shared {
         links.len()
     }
 
-    /// The peer certificate chain of the newest live connection to `addr`.
+    /// The leaf certificate of the newest live connection to `addr`.
     pub(super) fn peer_certificate(
         &self,
         addr: SocketAddr,
@@ -384,11 +392,7 @@ impl Shared {
             .iter()
             .find(|l| l.conn.close_reason().is_none())
             .cloned()?;
-        let identity = link.conn.peer_identity()?;
-        let chain = identity
-            .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-            .ok()?;
-        chain.first().cloned()
+        leaf_certificate(&link.conn)
     }
 
     /// The datagram limit quinn reports on the newest connection to `addr`.
@@ -402,22 +406,53 @@ impl Shared {
             .max_datagram_size()
     }
 
-    /// Logs a refused handshake at `warn` at most once a second, else at
-    /// `debug`.
-    fn log_refused(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
+    /// Whether a warning may be logged now: at most one a second, shared
+    /// by every kind this transport rate-limits.
+    fn warn_due(&self) -> bool {
         let now = self.now_ms().max(WARN_EVERY_MS);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_MS
+        now.saturating_sub(last) >= WARN_EVERY_MS
             && self
                 .last_warn_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-        {
+    }
+
+    /// Logs a refused handshake at `warn` at most once a second, else at
+    /// `debug`.
+    fn log_refused(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
+        if self.warn_due() {
             tracing::warn!(%peer, %error, "QUIC handshake refused");
         } else {
             tracing::debug!(%peer, %error, "QUIC handshake refused");
         }
     }
+
+    /// Logs a datagram dropped for a sender name not on its connection's
+    /// certificate, at `warn` at most once a second, else at `debug`.
+    fn log_forged(&self, peer: SocketAddr, claimed: &str) {
+        // Up to a datagram's worth of the peer's bytes: logged shortened,
+        // and escaped (`?`).
+        let claimed: String = claimed.chars().take(64).collect();
+        if self.warn_due() {
+            tracing::warn!(
+                %peer,
+                claimed = ?claimed,
+                "QUIC datagram dropped: its sender name is not on the peer's certificate"
+            );
+        } else {
+            tracing::debug!(%peer, claimed = ?claimed, "QUIC datagram dropped: sender name not on certificate");
+        }
+    }
+}
+
+/// The leaf certificate `conn`'s peer presented in its handshake.
+fn leaf_certificate(conn: &Connection) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    let identity = conn.peer_identity()?;
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    chain.first().cloned()
 }
 
 impl Link {
@@ -571,6 +606,10 @@ async fn read(shared: Arc<Shared>, link: Arc<Link>) {
     let from = canonical(link.conn.remote_address());
     let mut stop = shared.stop.subscribe();
     let linger = shared.settings.linger;
+    let mut binding = shared
+        .settings
+        .bind_names
+        .then(|| NameBinding::new(leaf_certificate(&link.conn)));
     let mut tick = tokio::time::interval((linger / 4).max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -579,6 +618,11 @@ async fn read(shared: Arc<Shared>, link: Arc<Link>) {
                 Ok(bytes) => {
                     link.touch(shared.now_ms());
                     bump(&shared.counters.received);
+                    if let Some(Err(claimed)) = binding.as_mut().map(|b| b.check(&bytes)) {
+                        bump(&shared.counters.name_mismatch);
+                        shared.log_forged(from, &claimed);
+                        continue;
+                    }
                     if shared.inbox.send((from, bytes)).await.is_err() {
                         break;
                     }
