@@ -1160,6 +1160,102 @@ fn s6_multicast_discovery_five_hosts() {
     c.print_timeline();
 }
 
+/// Scenario 7: signed state across hosts. Three agents with the
+/// development identities (`certs/node-N.id.*`, vouched for by the
+/// development CA) under `--signatures require` join and exchange their
+/// state; a fourth signs with a key the CA never certified. The others
+/// refuse its identity (counted) and never apply its state, though it is
+/// listed as a member (introductions are unsigned: admission control is
+/// what keeps a node out).
+#[test]
+fn s7_signed_state_four_hosts() {
+    let Some(_serial) = begin("scenario 7: signed state, then an uncertified identity") else {
+        return;
+    };
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let file = |f: &str| certs.join(f).display().to_string();
+    let mut c = Cluster::new(4);
+    let all = [1, 2, 3];
+    let signing = |key: String, cert: Option<String>, role: String| {
+        let mut args: Vec<String> = vec![
+            "--signatures".into(),
+            "require".into(),
+            "--identity-key".into(),
+            key,
+            "--identity-ca".into(),
+            file("ca.pem"),
+            "--state".into(),
+            format!("role={role}"),
+        ];
+        if let Some(cert) = cert {
+            args.extend(["--identity-cert".into(), cert]);
+        }
+        args
+    };
+    c.start_chain(all, |i| {
+        signing(
+            file(&format!("node-{i}.id.key")),
+            Some(file(&format!("node-{i}.id.pem"))),
+            format!("r{i}"),
+        )
+    });
+    for i in all {
+        c.started(i, "udp");
+    }
+    let expected = c.expect(all);
+    let t0 = c.t0;
+    c.wait_all_alive(&all, &expected, t0, CONVERGE);
+    let has_role = |c: &Cluster, at: usize, of: usize| {
+        c.agent(at)
+            .first_since(t0, |l| {
+                is_event_about(l, "key_set", &format!("node-{of}")) && l.json["key"] == "role"
+            })
+            .is_some()
+    };
+    for of in all {
+        let others: Vec<usize> = all.into_iter().filter(|&i| i != of).collect();
+        let name = c.name(of);
+        c.wait_lines(
+            &others,
+            &format!("{name}'s signed role"),
+            t0,
+            CONVERGE,
+            |l| is_event_about(l, "key_set", &name) && l.json["key"] == "role",
+        );
+    }
+
+    c.mark("start node-4 with an identity the CA never certified");
+    let t4 = Instant::now();
+    let key = c.net.scratch().join("node-4.key").display().to_string();
+    let seed = format!("{}:{PORT}", c.name(1));
+    c.start(4, Some(seed), &signing(key, None, "intruder".into()), &[]);
+    c.started(4, "udp");
+    sleep_until(t4 + Duration::from_secs(10));
+    let mut problems = Vec::new();
+    for &i in &all {
+        if has_role(&c, i, 4) {
+            problems.push(format!(
+                "{} applied node-4's unsigned-by-CA state",
+                c.name(i)
+            ));
+        }
+    }
+    let refused = c
+        .agent(1)
+        .last_event("report")
+        .and_then(|r| r.json["signed_refused"]["identity"].as_u64());
+    if refused.is_none_or(|n| n == 0) {
+        problems.push(format!("node-1 counted no refused identity: {refused:?}"));
+    }
+    if !problems.is_empty() {
+        c.fail(&format!("uncertified identity: {problems:?}"));
+    }
+    eprintln!("ok: node-4's state refused everywhere, identity refusals at node-1: {refused:?}");
+
+    c.shutdown();
+    c.print_timeline();
+}
+
 // ---------------------------------------------------------------- plumbing
 
 /// The namespaces themselves, without the agent: a UDP datagram from host 1

@@ -239,6 +239,17 @@ pub fn report(mut members: Vec<Member>, metrics: &NodeMetrics) -> Line {
         .with("packets_received", metrics.engine.packets_received)
         .with("packets_sent", metrics.engine.packets_sent)
         .with("discovery", metrics.discovery.as_ref().map(discovery))
+        .with("signed_refused", signed_refused(&metrics.engine))
+}
+
+/// Signed state refused, by reason (all zero unless signatures are on).
+fn signed_refused(e: &scuttlewire::engine::Metrics) -> Value {
+    json!({
+        "invalid_signature": e.signatures_invalid,
+        "unsigned": e.unsigned_refused,
+        "identity": e.identities_refused,
+        "unverifiable": e.deltas_unverifiable,
+    })
 }
 
 /// LAN discovery's counters in a report (`null` without `--discovery`).
