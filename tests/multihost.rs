@@ -1256,6 +1256,64 @@ fn s7_signed_state_four_hosts() {
     c.print_timeline();
 }
 
+/// Scenario 8: admission by address across hosts. node-1 admits only the
+/// addresses of node-1 to node-3 (`--allow-networks`, one /32 each);
+/// node-4 joins through node-2. node-2 and node-3 hold all four; node-1
+/// converges with the two it admits and never lists node-4.
+#[test]
+fn s8_admission_by_address_four_hosts() {
+    let Some(_serial) = begin("scenario 8: --allow-networks, then a host outside it") else {
+        return;
+    };
+    let mut c = Cluster::new(4);
+    let all = [1, 2, 3];
+    let allowed = all
+        .iter()
+        .map(|&i| format!("{}/32", c.net.host(i).ip))
+        .collect::<Vec<_>>()
+        .join(",");
+    c.start_chain(all, |i| match i {
+        1 => vec!["--allow-networks".into(), allowed.clone()],
+        _ => vec![],
+    });
+    for i in all {
+        c.started(i, "udp");
+    }
+    let expected = c.expect(all);
+    let t0 = c.t0;
+    c.wait_all_alive(&all, &expected, t0, CONVERGE);
+
+    c.mark("start node-4, outside node-1's networks, seeded with node-2");
+    let t4 = Instant::now();
+    let seed = format!("{}:{PORT}", c.name(2));
+    c.start(4, Some(seed), &[], &[]);
+    c.started(4, "udp");
+    let four = [1, 2, 3, 4];
+    let expected4 = c.expect(four);
+    c.wait_all_alive(&[2, 3, 4], &expected4, t4, CONVERGE);
+    sleep_until(t4 + Duration::from_secs(8));
+    let listed = c.agent(1).first_since(t4, |l| {
+        (l.event() == "report" && member(&l.json, "node-4").is_some())
+            || (l.event().starts_with("member_") && l.json["node"] == "node-4")
+            || is_event_about(l, "key_set", "node-4")
+    });
+    if let Some(l) = listed {
+        c.fail(&format!(
+            "node-1 saw node-4 at {}: {}",
+            c.since_t0(l.at),
+            l.json
+        ));
+    }
+    match c.agent(1).last_event("report") {
+        Some(r) if shows_alive(&r.json, &expected) => {}
+        other => c.fail(&format!("node-1's last report: {other:?}")),
+    }
+    eprintln!("ok: node-2..4 hold all four; node-1 never listed node-4");
+
+    c.shutdown();
+    c.print_timeline();
+}
+
 // ---------------------------------------------------------------- plumbing
 
 /// The namespaces themselves, without the agent: a UDP datagram from host 1
