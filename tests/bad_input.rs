@@ -8,6 +8,8 @@
 // Tests drive real nodes in real time: deadlines and timings read the clock.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,32 +26,10 @@ use scuttlewire::transport::EncryptionConfig;
 use scuttlewire::{Config, Node, NodeId};
 use tokio::net::UdpSocket;
 
+use common::{wait_for, wire_id};
+
 const PATIENCE: Duration = Duration::from_secs(20);
 const CLUSTER: &str = "scuttlewire";
-
-async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    false
-}
-
-fn wire_id(id: &NodeId) -> proto::NodeId {
-    let ip = match id.addr {
-        SocketAddr::V4(a) => a.ip().octets().to_vec(),
-        SocketAddr::V6(a) => a.ip().octets().to_vec(),
-    };
-    proto::NodeId {
-        name: id.name.clone(),
-        generation: id.generation,
-        ip: ip.into(),
-        port: u32::from(id.addr.port()),
-    }
-}
 
 fn packet(from: &NodeId, kinds: Vec<Kind>) -> proto::Packet {
     proto::Packet {
@@ -116,7 +96,7 @@ async fn honest_cluster(ip: &str) -> Option<[Node; 3]> {
     let b = start("b", seed).await.expect("start b");
     let c = start("c", seed).await.expect("start c");
     let nodes = [a, b, c];
-    let joined = wait_for(async || {
+    let joined = wait_for(PATIENCE, async || {
         for n in &nodes {
             for name in ["a", "b", "c"] {
                 if n.get(name, "name").await.unwrap().is_none() {
@@ -145,7 +125,7 @@ async fn send_each(
     for (i, d) in datagrams.iter().enumerate() {
         raw.send_to(d, to).await.expect("raw send");
         let want = before + i as u64 + 1;
-        let seen = wait_for(async || counted(&metrics(victim).await) >= want).await;
+        let seen = wait_for(PATIENCE, async || counted(&metrics(victim).await) >= want).await;
         assert!(seen, "datagram {i} of {} was not counted", datagrams.len());
     }
     counted(&metrics(victim).await) - before
@@ -195,7 +175,7 @@ async fn still_converges(nodes: &[Node; 3]) {
     let [a, b, c] = nodes;
     b.set("after", "attack").await.unwrap();
     a.set("victim", "fine").await.unwrap();
-    let ok = wait_for(async || {
+    let ok = wait_for(PATIENCE, async || {
         a.get("b", "after").await.unwrap().is_some()
             && c.get("a", "victim").await.unwrap().is_some()
     })
@@ -336,7 +316,14 @@ async fn valid_but_absurd_packets_change_nothing() {
     // plain UDP (nothing tells a replay from a retransmission), and it
     // changes nothing.
     let version = b.set("color", "green").await.unwrap();
-    assert!(wait_for(async || a.get("b", "color").await.unwrap().is_some()).await);
+    assert!(
+        wait_for(PATIENCE, async || a
+            .get("b", "color")
+            .await
+            .unwrap()
+            .is_some())
+        .await
+    );
     let replay = packet(
         b.local_id(),
         vec![ack(
@@ -400,7 +387,10 @@ async fn oversized_datagrams_are_dropped_unread() {
         );
         return;
     }
-    let sent = wait_for(async || metrics(a).await.engine.drops.oversize == 1).await;
+    let sent = wait_for(PATIENCE, async || {
+        metrics(a).await.engine.drops.oversize == 1
+    })
+    .await;
     assert!(sent, "an oversized datagram was not counted");
     nothing_planted(a).await;
     still_converges(&nodes).await;
@@ -422,7 +412,14 @@ async fn an_encrypted_node_drops_replays_and_garbage() {
     };
     let a = start("a", None).await.unwrap();
     let b = start("b", Some(a.local_id().addr)).await.unwrap();
-    assert!(wait_for(async || a.get("b", "name").await.unwrap().is_some()).await);
+    assert!(
+        wait_for(PATIENCE, async || a
+            .get("b", "name")
+            .await
+            .unwrap()
+            .is_some())
+        .await
+    );
 
     // A frame sealed with the cluster key (as a captured datagram of b's
     // would be), delivered twice: opened once, then dropped as a replay.
@@ -454,7 +451,14 @@ async fn an_encrypted_node_drops_replays_and_garbage() {
     assert_eq!(metrics(&a).await.engine.drops.total(), 0);
 
     b.set("after", "attack").await.unwrap();
-    assert!(wait_for(async || a.get("b", "after").await.unwrap().is_some()).await);
+    assert!(
+        wait_for(PATIENCE, async || a
+            .get("b", "after")
+            .await
+            .unwrap()
+            .is_some())
+        .await
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -10,6 +10,8 @@
 // Tests drive real nodes in real time: deadlines read the clock.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,19 +24,10 @@ use scuttlewire::identity::{CaTrust, Identity, entry_message, head_message, memb
 use scuttlewire::{Config, MemberStatus, Node, NodeId, Signatures};
 use tokio::net::UdpSocket;
 
+use common::{wait_for, wire_id};
+
 const PATIENCE: Duration = Duration::from_secs(20);
 const CLUSTER: &str = "scuttlewire";
-
-async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
-}
 
 fn identity(n: usize) -> Identity {
     Identity::load(
@@ -71,7 +64,7 @@ async fn cluster(signatures: Signatures) -> Vec<Node> {
         start(3, signatures, seed).await,
     ];
     let names: Vec<String> = nodes.iter().map(|n| n.local_id().name.clone()).collect();
-    let met = wait_for(async || {
+    let met = wait_for(PATIENCE, async || {
         for n in &nodes {
             for name in &names {
                 if n.get(name, "role").await.unwrap().is_none() {
@@ -84,19 +77,6 @@ async fn cluster(signatures: Signatures) -> Vec<Node> {
     .await;
     assert!(met, "the cluster never converged");
     nodes
-}
-
-fn wire_id(id: &NodeId) -> proto::NodeId {
-    let ip = match id.addr {
-        SocketAddr::V4(a) => a.ip().octets().to_vec(),
-        SocketAddr::V6(a) => a.ip().octets().to_vec(),
-    };
-    proto::NodeId {
-        name: id.name.clone(),
-        generation: id.generation,
-        ip: ip.into(),
-        port: u32::from(id.addr.port()),
-    }
 }
 
 /// A datagram in `from`'s name carrying `deltas` as an exchange's `Ack`.
@@ -248,7 +228,7 @@ async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures
             .await
             .unwrap();
     }
-    let counted = wait_for(async || {
+    let counted = wait_for(PATIENCE, async || {
         let e = a.metrics().await.unwrap().engine;
         (e.signatures_invalid - before.signatures_invalid)
             + (e.unsigned_refused - before.unsigned_refused)
@@ -264,7 +244,10 @@ async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures
     );
     // node-2's genuine write at the version every forgery claimed.
     b.set("after", "1").await.unwrap();
-    let arrived = wait_for(async || a.get("node-2", "after").await.unwrap().is_some()).await;
+    let arrived = wait_for(PATIENCE, async || {
+        a.get("node-2", "after").await.unwrap().is_some()
+    })
+    .await;
     assert!(arrived, "node-2's genuine write never reached node-1");
 
     // Membership: node-2 left (unsigned, or signed by node-3), node-2
@@ -282,7 +265,7 @@ async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures
     for c in &claims {
         raw.send_to(c, a.local_id().addr).await.unwrap();
     }
-    let counted = wait_for(async || {
+    let counted = wait_for(PATIENCE, async || {
         let e = a.metrics().await.unwrap().engine;
         (e.signatures_invalid - before.signatures_invalid)
             + (e.unsigned_refused - before.unsigned_refused)
@@ -318,11 +301,21 @@ async fn without_signatures_one_forged_datagram_hides_the_owners_next_write() {
     raw.send_to(&datagram(m.local_id(), vec![d]), a.local_id().addr)
         .await
         .unwrap();
-    let planted = wait_for(async || a.get("node-2", "forged").await.unwrap().is_some()).await;
+    let planted = wait_for(PATIENCE, async || {
+        a.get("node-2", "forged").await.unwrap().is_some()
+    })
+    .await;
     assert!(planted, "the forged key should pass without signatures");
     b.set("after", "1").await.unwrap();
     // node-3 gets it; node-1 believes it holds version 2 already.
-    assert!(wait_for(async || m.get("node-2", "after").await.unwrap().is_some()).await);
+    assert!(
+        wait_for(PATIENCE, async || m
+            .get("node-2", "after")
+            .await
+            .unwrap()
+            .is_some())
+        .await
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         a.get("node-2", "after").await.unwrap(),
@@ -349,7 +342,10 @@ async fn an_identity_the_cluster_ca_did_not_issue_is_refused() {
         .start_udp("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let refused = wait_for(async || a.metrics().await.unwrap().engine.identities_refused > 0).await;
+    let refused = wait_for(PATIENCE, async || {
+        a.metrics().await.unwrap().engine.identities_refused > 0
+    })
+    .await;
     assert!(refused, "node-1 never refused the stranger's identity");
     assert_eq!(a.get("node-9", "role").await.unwrap(), None);
     stranger.shutdown().await;
