@@ -132,6 +132,11 @@ fn claim(
     .encode_to_vec()
 }
 
+/// Signed state and claims refused as forged or unsigned.
+fn refused(e: &scuttlewire::engine::Metrics) -> u64 {
+    e.signatures_invalid + e.unsigned_refused
+}
+
 async fn status_of(at: &Node, name: &str) -> Option<MemberStatus> {
     let members = at.members().await.unwrap();
     members
@@ -230,9 +235,7 @@ async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures
     }
     let counted = wait_for(PATIENCE, async || {
         let e = a.metrics().await.unwrap().engine;
-        (e.signatures_invalid - before.signatures_invalid)
-            + (e.unsigned_refused - before.unsigned_refused)
-            >= attacks.len() as u64
+        refused(&e) - refused(&before) >= attacks.len() as u64
     })
     .await;
     let e = a.metrics().await.unwrap().engine;
@@ -267,9 +270,7 @@ async fn a_member_cannot_forge_another_members_state_or_liveness_when_signatures
     }
     let counted = wait_for(PATIENCE, async || {
         let e = a.metrics().await.unwrap().engine;
-        (e.signatures_invalid - before.signatures_invalid)
-            + (e.unsigned_refused - before.unsigned_refused)
-            >= claims.len() as u64
+        refused(&e) - refused(&before) >= claims.len() as u64
     })
     .await;
     assert!(counted, "not every forged claim was counted");

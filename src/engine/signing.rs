@@ -130,13 +130,14 @@ impl Engine {
             return;
         };
         let state = MemberState::try_from(u.state).unwrap_or(MemberState::Alive);
-        let msg = member_message(
+        let signer = signer_of(state, &node.name, &u.from);
+        let msg = signed_claim(
             self.cluster_id,
             &node.name,
             node.generation,
-            u.incarnation,
-            state as u8,
-            signer_of(state, &node.name, &u.from),
+            u,
+            state,
+            signer,
         );
         u.signature = Bytes::copy_from_slice(&identity.sign(&msg));
     }
@@ -205,14 +206,7 @@ impl Engine {
             self.metrics.unsigned_refused += 1;
             return false;
         }
-        let msg = member_message(
-            self.cluster_id,
-            &id.name,
-            id.generation,
-            u.incarnation,
-            state as u8,
-            signer,
-        );
+        let msg = signed_claim(self.cluster_id, &id.name, id.generation, u, state, signer);
         if key.verify(&msg, &u.signature) {
             return true;
         }
@@ -288,16 +282,7 @@ impl Engine {
                 self.metrics.unsigned_refused += 1;
                 return true;
             }
-            let msg = entry_message(
-                self.cluster_id,
-                &id.name,
-                id.generation,
-                &kv.key,
-                &kv.value,
-                kv.version,
-                kv.tombstone,
-            );
-            if key.verify(&msg, &kv.signature) {
+            if key.verify(&signed_entry(self.cluster_id, id, kv), &kv.signature) {
                 return false;
             }
             self.metrics.signatures_invalid += 1;
@@ -374,16 +359,7 @@ impl Engine {
                 return None;
             }
         };
-        let msg = entry_message(
-            self.cluster_id,
-            &id.name,
-            id.generation,
-            &e.key,
-            &e.value,
-            e.version,
-            e.tombstone,
-        );
-        if !key.verify(&msg, &e.signature) {
+        if !key.verify(&signed_entry(self.cluster_id, id, e), &e.signature) {
             self.metrics.signatures_invalid += 1;
             return None;
         }
@@ -392,6 +368,39 @@ impl Engine {
             .insert(member, Verified { key, head: None });
         Some(key)
     }
+}
+
+/// What member `id`'s owner signed for the wire entry `kv`.
+fn signed_entry(cluster: u32, id: &NodeId, kv: &proto::KeyValue) -> Vec<u8> {
+    entry_message(
+        cluster,
+        &id.name,
+        id.generation,
+        &kv.key,
+        &kv.value,
+        kv.version,
+        kv.tombstone,
+    )
+}
+
+/// What `signer` signed for claim `u` (in `state`) about member
+/// `name`/`generation`.
+fn signed_claim(
+    cluster: u32,
+    name: &str,
+    generation: u64,
+    u: &proto::MemberUpdate,
+    state: MemberState,
+    signer: &str,
+) -> Vec<u8> {
+    member_message(
+        cluster,
+        name,
+        generation,
+        u.incarnation,
+        state as u8,
+        signer,
+    )
 }
 
 /// Who signs a claim of `state` about member `name` told by `from`.

@@ -190,6 +190,22 @@ fn forgeries(
     ]
 }
 
+/// The first forgery (an unsigned key in the owner's name, at the owner's
+/// next version), from the forger to the victim; returns its description
+/// and that version.
+fn send_unsigned_key(h: &mut Harness, identities: &[Arc<Identity>]) -> (&'static str, u64) {
+    let next = genuine(h, 0).to_version + 1;
+    let (what, d) = forgeries(h, identities, next).remove(0);
+    let packet = from_forger(h, vec![d]);
+    h.receive(VICTIM, FORGER, &packet);
+    (what, next)
+}
+
+/// Signed state and claims refused as forged or unsigned.
+fn refused(m: &Metrics) -> u64 {
+    m.signatures_invalid + m.unsigned_refused
+}
+
 #[test]
 fn forged_state_is_refused_and_the_owners_next_write_still_arrives() {
     let (mut h, identities) = cluster(Signatures::Require);
@@ -218,8 +234,7 @@ fn forged_state_is_refused_and_the_owners_next_write_still_arrives() {
         );
     }
     let after = h.nodes[VICTIM].metrics();
-    let refused = (after.signatures_invalid - before.signatures_invalid)
-        + (after.unsigned_refused - before.unsigned_refused);
+    let refused = refused(&after) - refused(&before);
     assert_eq!(refused, 5, "each forgery counted once: {after:?}");
     // The owner's genuine write at the version the forgeries claimed.
     let now = h.now;
@@ -244,10 +259,7 @@ fn forged_state_is_refused_and_the_owners_next_write_still_arrives() {
 fn without_signatures_the_same_forgeries_pass_and_hide_the_owners_write() {
     let (mut h, identities) = cluster(Signatures::Off);
     let owner_name = h.nodes[OWNER].local_id().name.clone();
-    let next = genuine(&h, 0).to_version + 1;
-    let (what, d) = forgeries(&h, &identities, next).remove(0);
-    let packet = from_forger(&h, vec![d]);
-    h.receive(VICTIM, FORGER, &packet);
+    let (what, next) = send_unsigned_key(&mut h, &identities);
     assert_eq!(
         h.nodes[VICTIM].get(&owner_name, "forged").as_deref(),
         Some(&b"x"[..]),
@@ -332,10 +344,7 @@ fn the_rollout_stage_accepts_unsigned_members_and_require_does_not() {
 fn in_the_rollout_stage_unsigned_state_of_a_signing_member_is_refused() {
     let (mut h, identities) = cluster(Signatures::Sign);
     let owner_name = h.nodes[OWNER].local_id().name.clone();
-    let next = genuine(&h, 0).to_version + 1;
-    let (_, d) = forgeries(&h, &identities, next).remove(0);
-    let packet = from_forger(&h, vec![d]);
-    h.receive(VICTIM, FORGER, &packet);
+    send_unsigned_key(&mut h, &identities);
     assert_eq!(h.nodes[VICTIM].get(&owner_name, "forged"), None);
     assert_eq!(h.nodes[VICTIM].metrics().unsigned_refused, 1);
 }
@@ -468,8 +477,7 @@ fn forged_deaths_and_departures_in_another_members_name_are_refused() {
         );
     }
     let after = h.nodes[VICTIM].metrics();
-    let refused = (after.signatures_invalid - before.signatures_invalid)
-        + (after.unsigned_refused - before.unsigned_refused);
+    let refused = refused(&after) - refused(&before);
     assert_eq!(refused, forgeries.len() as u64);
     assert_eq!(after.deaths_declared, before.deaths_declared);
 }
