@@ -1,5 +1,7 @@
 //! `propagation`: simulated time until a key set on one random node has
-//! reached every node, against the push-pull bound.
+//! reached every node, against the push-pull bound. With
+//! `SW_EVAL_PROPAGATION_DEBUG` set, each trial prints its time and the
+//! cluster's push counters so far.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -18,6 +20,12 @@ pub const SAMPLE: Duration = Duration::from_millis(10);
 
 /// Longest simulated wait for one key to reach everyone.
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// Simulated time a cluster runs at a new loss rate before its first
+/// trial there: the loss of a real network is a standing condition, and
+/// nodes adapt to the loss they measure (their pushes' redundancy), which
+/// takes a minute of probes (one a second) to learn.
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// Default cluster sizes.
 const NODES: [usize; 4] = [64, 256, 1000, 10_000];
@@ -64,6 +72,24 @@ fn trial(c: &mut Cluster, rng: &mut StdRng, key: &str) -> Trial {
         curve.push(w.count as f64 / n as f64);
         w.count == n
     });
+    if std::env::var_os("SW_EVAL_PROPAGATION_DEBUG").is_some() {
+        let mut t = [0u64; 6];
+        for i in 0..n {
+            if let Some(m) = c.sim.with_engine(i, |e, _| e.metrics()) {
+                t[0] += m.pushes_sent;
+                t[1] += m.push_copies;
+                t[2] += m.pushes_retried;
+                t[3] += m.pulls;
+                t[4] += m.pushes_unacked;
+                t[5] += m.delta_gaps;
+            }
+        }
+        let w = watch.borrow();
+        eprintln!(
+            "trial: {:?}, complete {complete}; so far, pushes sent/copies/resent/pulls/given up/gaps {t:?}",
+            w.last - start
+        );
+    }
     let took = if complete {
         watch.borrow().last - start
     } else {
@@ -101,7 +127,10 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<(), Box<dyn Error>> {
             let mut rng = StdRng::seed_from_u64(seed);
             for (li, &loss) in opts.loss.iter().enumerate() {
                 pb.set_message(format!("propagation n={n} loss={loss}"));
-                c.sim.net_mut().loss = loss;
+                if c.sim.net_mut().loss != loss {
+                    c.sim.net_mut().loss = loss;
+                    c.sim.run_for(SETTLE);
+                }
                 for t in 0..trials {
                     let r = trial(&mut c, &mut rng, &format!("k{li}.{t}"));
                     results[li].push(r);

@@ -514,28 +514,97 @@ impl Ring<'_> {
         }
     }
 
-    /// The children of `node` in the broadcast tree of updates to
-    /// `root`'s state, us excluded: the ring, rotated to start at `root`,
-    /// read as a complete `fanout`-ary tree in heap order (the node `r`
-    /// places after the root has children `r·fanout + 1 ..= r·fanout +
-    /// fanout`). Every member that holds the same ring computes the same
-    /// tree, so a change reaches each healthy member once, in about
-    /// log_fanout(N) hops.
-    pub fn children_of(
+    /// The children of `node` in broadcast tree number `tree` of updates
+    /// to `root`'s state, us excluded, or `None` if a ring this small has
+    /// no such tree.
+    ///
+    /// Tree 0 is the ring, rotated to start at `root`, read as a complete
+    /// `fanout`-ary tree in heap order (the node `r` places after the root
+    /// has children `r·fanout + 1 ..= r·fanout + fanout`). Every member
+    /// that holds the same ring computes the same tree, so a change
+    /// reaches each healthy member once, in about log_fanout(N) hops.
+    ///
+    /// Tree `j` reads the rotated ring in steps of the `j`-th multiplier
+    /// coprime to its length (the ring backwards, then steps of 2, 3, 5,
+    /// ...), so the trees give most members different parents: a member
+    /// that one tree's lost push misses is likely reached by another's.
+    pub fn children_in(
         &self,
+        tree: usize,
         node: u64,
         root: u64,
         fanout: usize,
-    ) -> impl Iterator<Item = u64> + '_ {
+    ) -> Option<impl Iterator<Item = u64> + '_> {
         let n = self.len();
+        let step = tree_step(n, tree)?;
+        let back = inverse_mod(step, n)?;
         let base = self.position(root) % n;
         let rel = (self.position(node) % n + n - base) % n;
-        let first = rel.saturating_mul(fanout).saturating_add(1);
-        (first..first.saturating_add(fanout))
-            .take_while(move |&c| c < n)
-            .map(move |c| self.at(base + c))
-            .filter(move |&k| k != self.me)
+        // The node's place in this tree's order, and its children's.
+        let t = mul_mod(rel, back, n);
+        let first = t.saturating_mul(fanout).saturating_add(1);
+        Some(
+            (first..first.saturating_add(fanout))
+                .take_while(move |&c| c < n)
+                .map(move |c| self.at(base + mul_mod(c, step, n)))
+                .filter(move |&k| k != self.me),
+        )
     }
+}
+
+/// The step of broadcast tree `tree` over a ring of `n`: 1 for tree 0,
+/// `n - 1` (the ring backwards) for tree 1, and for tree `j` the first
+/// step at or after `n · frac(j · φ)` that is coprime to `n` and unused:
+/// steps spread over the ring, so that no two trees share much of their
+/// structure (small steps would: a step of 3 gives a quarter of the
+/// members tree 0's parent). `None` if a ring this small has no such
+/// step.
+fn tree_step(n: usize, tree: usize) -> Option<usize> {
+    if n < 2 {
+        return (tree == 0).then_some(1);
+    }
+    let mut used = vec![1];
+    for j in 1..=tree {
+        let start = if j == 1 {
+            n - 1
+        } else {
+            // frac(j · φ) in 64-bit fixed point, times n.
+            let frac = (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((u128::from(frac) * n as u128) >> 64) as usize
+        };
+        let step = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&s| s > 1 && gcd(s, n) == 1 && !used.contains(&s))?;
+        used.push(step);
+    }
+    used.last().copied()
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `a · b mod n`, without overflow.
+fn mul_mod(a: usize, b: usize, n: usize) -> usize {
+    ((a as u128 * b as u128) % n as u128) as usize
+}
+
+/// The inverse of `a` modulo `n` (extended Euclid), if they are coprime.
+fn inverse_mod(a: usize, n: usize) -> Option<usize> {
+    if n == 1 {
+        return Some(0);
+    }
+    let (mut r0, mut r1) = (n as i128, (a % n) as i128);
+    let (mut t0, mut t1) = (0i128, 1i128);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    (r0 == 1).then(|| t0.rem_euclid(n as i128) as usize)
 }
 
 #[cfg(test)]

@@ -209,6 +209,9 @@ pub struct Metrics {
     /// Tree pushes sent once, untracked, because the peer or this node had
     /// too many unacknowledged: a sign of overload.
     pub pushes_capped: u64,
+    /// Extra copies of pushes sent once to random members, beyond the
+    /// tree, because this node measures datagram loss (none without loss).
+    pub push_copies: u64,
     /// Lazy announcements (fresh versions' digest lines) piggybacked.
     pub announcements_sent: u64,
     /// Announced versions pulled because the tree did not bring them in

@@ -28,6 +28,7 @@
 //! | `reconnect` | drawing one reconnect candidate |
 //! | `broadcast` | user broadcast ids and dedup |
 //! | `phi` | round-trip times and the phi-accrual timeout |
+//! | `loss` | datagram loss measured, and the extra push copies it calls for |
 //! | `observation` | measurements for the owner's histograms |
 //! | `msg` | message builders, status ↔ wire conversions |
 //! | `node_id`, `event`, `metrics`, `error` | identities, events, counters, errors |
@@ -43,6 +44,7 @@ mod event;
 #[cfg(any(test, feature = "sim"))]
 pub(crate) mod harness;
 mod lifecycle;
+mod loss;
 mod membership;
 mod metrics;
 mod msg;
@@ -87,6 +89,7 @@ use admission::Admission;
 use broadcast::Broadcasts;
 use dead::DeadMembers;
 use lifecycle::ToldDead;
+use loss::LossEstimate;
 use membership::Members;
 use node_id::routable;
 use observation::Observations;
@@ -167,6 +170,8 @@ pub struct Engine {
     swim: Swim,
     /// Round-trip times measured on probes and pushes.
     rtt: RttDetector,
+    /// Datagram loss measured on probes and pushes.
+    loss: LossEstimate,
     /// Open suspicions and their timeouts.
     suspicions: Suspicions,
     /// Members held dead or left, until removal.
@@ -245,6 +250,7 @@ impl Engine {
             pushes: Pushes::default(),
             swim: Swim::new(&config, now),
             rtt: RttDetector::new(config.conviction_threshold),
+            loss: LossEstimate::default(),
             suspicions: Suspicions::default(),
             dead: DeadMembers::default(),
             removed: RemovedMembers::default(),

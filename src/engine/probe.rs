@@ -311,6 +311,7 @@ impl Engine {
             return;
         }
         p.indirect = true;
+        self.loss.record(true);
         let (seq, target) = (p.seq, p.target);
         let Some(tid) = self.members.get(target).map(|k| k.id.to_proto()) else {
             return;
@@ -464,6 +465,9 @@ impl Engine {
             };
             if let Some(sent_at) = sent_at.filter(|_| !p.acked) {
                 p.acked = true;
+                if !p.indirect {
+                    self.loss.record(false);
+                }
                 if from == p.addr && ack.target.is_empty() {
                     let rtt = now.saturating_duration_since(sent_at);
                     self.rtt.record(rtt);

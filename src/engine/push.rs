@@ -67,6 +67,18 @@ pub(super) const PENDING_CAP: usize = 256;
 /// more because it is slow.
 pub(super) const PEER_CAP: u32 = 8;
 
+/// The `push_id` of a push sent once and not to be acknowledged (past a
+/// cap, or an extra copy): still a push, which its receiver applies and
+/// forwards along the tree. Zero would make it an exchange's `Ack`,
+/// whose deltas are applied but never forwarded, cutting off the
+/// receiver's subtree. A node that predates it acknowledges it, and the
+/// acknowledgement is ignored.
+pub(super) const UNTRACKED: u32 = u32::MAX;
+
+/// Extra broadcast trees a push follows, at most, however lossy the
+/// network (see [`LossEstimate`](super::loss::LossEstimate)).
+pub(super) const MAX_EXTRA_COPIES: usize = 6;
+
 /// Fresh versions waiting to be announced; the oldest go first past this.
 const ANNOUNCE_CAP: usize = 512;
 
@@ -115,6 +127,8 @@ struct Resend {
     peer: u64,
     id: u32,
     deltas: Vec<proto::NodeDelta>,
+    /// Whether this is the first resend (the first send went unanswered).
+    first: bool,
 }
 
 /// A push a silent peer did not acknowledge, to send to its children.
@@ -210,8 +224,12 @@ impl Pushes {
         fresh
     }
 
+    /// A fresh push id: never 0 (an exchange's `Ack`) nor [`UNTRACKED`].
     fn id(&mut self) -> u32 {
-        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id = self.next_id.wrapping_add(1);
+        if self.next_id == 0 || self.next_id == UNTRACKED {
+            self.next_id = 1;
+        }
         self.next_id
     }
 
@@ -310,6 +328,7 @@ impl Pushes {
                 continue;
             }
             self.dues.remove(&(p.due, p.id));
+            let first = p.tries == 1;
             p.tries += 1;
             p.last_sent = now;
             p.due = now + (wait * retry_factor(p.tries)).min(max_wait);
@@ -319,6 +338,7 @@ impl Pushes {
                 peer: p.peer,
                 id: p.id,
                 deltas: p.deltas.clone(),
+                first,
             });
             i += 1;
         }
@@ -410,14 +430,17 @@ impl Engine {
         }
         let me = self.members.me();
         let roots = fresh.iter().enumerate().map(|(i, &(key, _))| (i, key));
-        let targets = self.children_in_trees(me, roots);
+        let mut targets = self.children_in_trees(0, me, roots);
+        let tree_targets = targets.len();
+        let extra = self.extra_tree_targets(now, &fresh, &targets);
+        targets.extend(extra);
         let Some(packer) = self.outbox.start(false) else {
             return;
         };
         let room = Outbox::body_room(&packer);
         // Deltas per distinct set of fresh nodes (usually one set: all).
         let mut built: Vec<(Vec<usize>, Vec<proto::NodeDelta>)> = Vec::new();
-        for (peer, tree) in targets {
+        for (n, (peer, tree)) in targets.into_iter().enumerate() {
             let Some(to) = self.members.get(peer).map(|k| k.id.addr) else {
                 continue;
             };
@@ -446,11 +469,59 @@ impl Engine {
             if deltas.is_empty() {
                 continue;
             }
+            if n >= tree_targets {
+                // An extra copy: sent once, neither acknowledged nor resent.
+                self.metrics.push_copies += 1;
+                self.send_push(to, peer, UNTRACKED, deltas);
+                continue;
+            }
             let roots = tree.iter().map(|&i| fresh[i].0).collect();
             let push_id = self.track_push(now, to, peer, roots, deltas.clone());
             self.metrics.pushes_sent += 1;
             self.send_push(to, peer, push_id, deltas);
         }
+    }
+
+    /// Our children in the extra broadcast trees (1, 2, ...) of the
+    /// `fresh` nodes, each with the fresh nodes (indexes) whose trees give
+    /// it to us and that tree 0 (`sent`) did not: as many trees as the
+    /// measured loss calls for
+    /// ([`LossEstimate::extra_copies`](super::loss::LossEstimate::extra_copies),
+    /// at most [`MAX_EXTRA_COPIES`]), none while the node sheds load.
+    /// Each member then has a parent in each tree, so it is sent as many
+    /// copies, from different members.
+    fn extra_tree_targets(
+        &mut self,
+        now: Instant,
+        fresh: &[(u64, u64)],
+        sent: &[(u64, Vec<usize>)],
+    ) -> Vec<(u64, Vec<usize>)> {
+        if self.shedding(now) {
+            return Vec::new();
+        }
+        let members = self.members.peers().len() + 1;
+        let trees = self.loss.extra_copies(members, MAX_EXTRA_COPIES);
+        let me = self.members.me();
+        let mut out: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for tree in 1..=trees {
+            let roots = fresh.iter().enumerate().map(|(i, &(key, _))| (i, key));
+            for (peer, tags) in self.children_in_trees(tree, me, roots) {
+                let already = sent.iter().find(|t| t.0 == peer).map(|t| t.1.as_slice());
+                let entry = out.entry(peer).or_default();
+                for tag in tags {
+                    if !already.is_some_and(|a| a.contains(&tag)) && !entry.contains(&tag) {
+                        entry.push(tag);
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .filter(|(_, tags)| !tags.is_empty())
+            .map(|(peer, mut tags)| {
+                tags.sort_unstable();
+                (peer, tags)
+            })
+            .collect()
     }
 
     fn send_push(
@@ -470,9 +541,9 @@ impl Engine {
         self.finish_with(packer, to, None, false);
     }
 
-    /// Remembers a tree push for resending; returns its id, or 0 (an
-    /// untracked push, not acknowledged) if the peer or this node is at
-    /// its cap of unacknowledged pushes.
+    /// Remembers a tree push for resending; returns its id, or
+    /// [`UNTRACKED`] (sent once, not acknowledged) if the peer or this
+    /// node is at its cap of unacknowledged pushes.
     fn track_push(
         &mut self,
         now: Instant,
@@ -484,7 +555,7 @@ impl Engine {
         if !self.pushes.may_track(peer) {
             self.metrics.pushes_capped += 1;
             self.warn_overload(now, "unacknowledged pushes at their cap");
-            return 0;
+            return UNTRACKED;
         }
         let due = now + self.push_retry_after();
         self.pushes.track(now, due, to, peer, roots, deltas)
@@ -516,8 +587,8 @@ impl Engine {
         }
     }
 
-    /// A tree push arrived: acknowledge it (if it asks), then apply what
-    /// it carries, forwarding what is new along the tree.
+    /// A tree push arrived: acknowledge it (unless it is [`UNTRACKED`]),
+    /// then apply what it carries, forwarding what is new along the tree.
     pub(super) fn on_push(
         &mut self,
         now: Instant,
@@ -525,7 +596,7 @@ impl Engine {
         sender: Option<u64>,
         push: proto::Ack,
     ) {
-        if push.push_id != 0 {
+        if push.push_id != UNTRACKED {
             let msg = proto::Message {
                 kind: Some(Kind::PushAck(proto::PushAck {
                     push_id: push.push_id,
@@ -553,9 +624,11 @@ impl Engine {
         };
         if a.tries == 1 {
             self.rtt.record(a.waited);
+            self.loss.record(false);
         } else if self.rtt.min().is_some_and(|min| a.since_last < min) {
             self.metrics.pushes_resent_spuriously += 1;
             self.rtt.record(a.waited);
+            self.loss.retract();
         }
         self.observations.record(Observation::PushAcked(a.waited));
     }
@@ -579,6 +652,9 @@ impl Engine {
             self.warn_overload(now, "pushes resent");
         }
         for r in resend {
+            if r.first {
+                self.loss.record(true);
+            }
             self.metrics.pushes_retried += 1;
             self.send_push(r.to, r.peer, r.id, r.deltas);
         }
@@ -666,7 +742,7 @@ impl Engine {
         roots: &[u64],
         deltas: &[proto::NodeDelta],
     ) {
-        let orphans = self.children_in_trees(peer, roots.iter().map(|&r| (r, r)));
+        let orphans = self.children_in_trees(0, peer, roots.iter().map(|&r| (r, r)));
         for (child, roots) in orphans {
             let Some(to) = self.members.get(child).map(|k| k.id.addr) else {
                 continue;
@@ -676,18 +752,22 @@ impl Engine {
         }
     }
 
-    /// The children of `node` in the broadcast trees of the given roots
-    /// (`(tag, root key)` pairs), us excluded: each child once, with the
-    /// tags of the roots whose tree gives it to `node`.
+    /// The children of `node` in broadcast tree number `tree` (0, or an
+    /// extra one: [`Ring::children_in`](super::membership::Ring::children_in))
+    /// of the given roots (`(tag, root key)` pairs), us excluded: each
+    /// child once, with the tags of the roots whose tree gives it to
+    /// `node`.
     fn children_in_trees<T: Copy>(
         &mut self,
+        tree: usize,
         node: u64,
         roots: impl IntoIterator<Item = (T, u64)>,
     ) -> Vec<(u64, Vec<T>)> {
         let ring = self.members.ring();
         let mut out: Vec<(u64, Vec<T>)> = Vec::new();
         for (tag, root) in roots {
-            for child in ring.children_of(node, root, TREE_FANOUT) {
+            let children = ring.children_in(tree, node, root, TREE_FANOUT);
+            for child in children.into_iter().flatten() {
                 match out.iter_mut().find(|o| o.0 == child) {
                     Some(o) => o.1.push(tag),
                     None => out.push((child, vec![tag])),

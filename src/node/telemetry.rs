@@ -52,6 +52,7 @@ const LIVENESS_MERGED: &str = "scuttlewire_liveness_merged_total";
 const PUSHES: &str = "scuttlewire_pushes_total";
 const PUSH_RETRIES: &str = "scuttlewire_push_retries_total";
 const PUSH_CAPPED: &str = "scuttlewire_push_capped_total";
+const PUSH_COPIES: &str = "scuttlewire_push_copies_total";
 const ANNOUNCEMENTS: &str = "scuttlewire_announcements_total";
 const PULLS: &str = "scuttlewire_pulls_total";
 const OS_DROPS: &str = "scuttlewire_os_receive_drops_total";
@@ -323,6 +324,7 @@ const COUNTERS: &[Series] = &[
     series(PUSHES, &[], |t| Some(t.engine.pushes_sent)),
     series(PUSH_RETRIES, &[], |t| Some(t.engine.pushes_retried)),
     series(PUSH_CAPPED, &[], |t| Some(t.engine.pushes_capped)),
+    series(PUSH_COPIES, &[], |t| Some(t.engine.push_copies)),
     series(ANNOUNCEMENTS, &[], |t| Some(t.engine.announcements_sent)),
     series(PULLS, &[], |t| Some(t.engine.pulls)),
     series(PUSH_UNACKED, &[], |t| Some(t.engine.pushes_unacked)),
@@ -468,6 +470,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Broadcast-tree pushes sent once, untracked, because a peer or this node had too many unacknowledged (overload)",
+    ),
+    (
+        PUSH_COPIES,
+        Kind::Counter,
+        Unit::Count,
+        "Extra copies of pushes sent once to random members because this node measures datagram loss (none on a loss-free network)",
     ),
     (
         ANNOUNCEMENTS,

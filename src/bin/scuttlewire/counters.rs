@@ -78,6 +78,7 @@ fn engine(e: &Metrics, out: &mut Vec<(String, u64)>) {
         ("pushes_resent_spuriously", e.pushes_resent_spuriously),
         ("shed_rounds", e.shed_rounds),
         ("pushes_capped", e.pushes_capped),
+        ("push_copies", e.push_copies),
         ("announcements_sent", e.announcements_sent),
         ("pulls", e.pulls),
         ("pushes_unacked", e.pushes_unacked),

@@ -170,6 +170,7 @@ proptest! {
         n in 1..70usize,
         fanout in 1..6usize,
         root in 0..70usize,
+        tree in 0..5usize,
     ) {
         let ids: Vec<NodeId> = (0..n).map(|i| id(i as u8 + 1, 1)).collect();
         let root = ids[root % n].key();
@@ -179,7 +180,16 @@ proptest! {
             for other in ids.iter().filter(|o| o.name != me.name) {
                 m.insert(other.clone());
             }
-            let kids: Vec<u64> = m.ring().children_of(me.key(), root, fanout).collect();
+            let ring = m.ring();
+            let kids: Vec<u64> = match ring.children_in(tree, me.key(), root, fanout) {
+                Some(kids) => kids.collect(),
+                // A ring this small has fewer trees; tree 0 always exists.
+                None => {
+                    prop_assert!(tree > 0);
+                    return Ok(());
+                }
+            };
+
             prop_assert!(kids.len() <= fanout);
             children.insert(me.key(), kids);
         }
@@ -250,4 +260,36 @@ fn recency_lists_newest_changes_first_within_its_cap() {
     assert!(m.recency.len() <= RECENT_CAP);
     let recent: Vec<u64> = m.recent().take(3).collect();
     assert_eq!(recent, vec![id(7, 1).key(), id(5, 1).key(), id(3, 1).key()]);
+}
+
+#[test]
+fn extra_broadcast_trees_give_most_members_other_parents() {
+    let ids: Vec<NodeId> = (0..=255u8).map(|i| id(i, 1)).collect();
+    let root = ids[17].key();
+    let mut m = Members::new(ids[17].clone());
+    for other in ids.iter().filter(|o| o.key() != root) {
+        m.insert(other.clone());
+    }
+    let ring = m.ring();
+    let parents = |tree: usize| -> HashMap<u64, u64> {
+        let mut p = HashMap::new();
+        for node in &ids {
+            for child in ring.children_in(tree, node.key(), root, 4).unwrap() {
+                assert!(p.insert(child, node.key()).is_none(), "one parent each");
+            }
+        }
+        assert_eq!(
+            p.len(),
+            255,
+            "tree {tree} reaches every member but the root"
+        );
+        p
+    };
+    let trees: Vec<HashMap<u64, u64>> = (0..7).map(parents).collect();
+    for a in 0..trees.len() {
+        for b in a + 1..trees.len() {
+            let same = trees[a].iter().filter(|(c, p)| trees[b][*c] == **p).count();
+            assert!(same <= 8, "trees {a} and {b} share {same} of 255 parents");
+        }
+    }
 }
