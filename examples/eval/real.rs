@@ -179,6 +179,8 @@ struct Counters {
     pushes_unacked: u64,
     /// Tree pushes sent once, untracked, at a cap.
     pushes_capped: u64,
+    /// Extra copies along extra trees (sent only under measured loss).
+    push_copies: u64,
     /// Announced versions pulled.
     pulls: u64,
     /// Tree pushes that arrived (each is answered by one `PushAck`).
@@ -218,6 +220,7 @@ impl Counters {
             c.shed_rounds += e.shed_rounds;
             c.pushes_unacked += e.pushes_unacked;
             c.pushes_capped += e.pushes_capped;
+            c.push_copies += e.push_copies;
             c.pulls += e.pulls;
             c.push_acks_sent += e.sent.push_ack;
             c.suspicions += e.suspicions_started;
@@ -660,6 +663,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "pushes_retried": e.pushes_retried,
             "pushes_unacked": e.pushes_unacked,
             "pushes_capped": e.pushes_capped,
+            "push_copies": e.push_copies,
             "pulls": e.pulls,
             "pushes_resent_spuriously": e.pushes_spurious,
             "shed_rounds": e.shed_rounds,

@@ -42,6 +42,9 @@ struct Probe {
     nacks_expected: u32,
     nacks: u32,
     acked: bool,
+    /// Whether the first ping was answered, however late: its round's
+    /// loss sample.
+    first_answered: bool,
 }
 
 /// A ping-req we carry out for another member.
@@ -265,6 +268,7 @@ impl Engine {
 
     fn probe_round(&mut self, now: Instant) {
         if let Some(p) = self.swim.probe.take() {
+            self.loss.record(!p.first_answered);
             if p.acked {
                 self.swim.lower_awareness();
             } else {
@@ -296,6 +300,7 @@ impl Engine {
             nacks_expected: 0,
             nacks: 0,
             acked: false,
+            first_answered: false,
         });
         let mut msgs = vec![ping(seq, &name, self.members.fingerprint())];
         // Buddy system: a suspect learns it is suspected from its prober.
@@ -311,7 +316,6 @@ impl Engine {
             return;
         }
         p.indirect = true;
-        self.loss.record(true);
         let (seq, target) = (p.seq, p.target);
         let Some(tid) = self.members.get(target).map(|k| k.id.to_proto()) else {
             return;
@@ -458,6 +462,10 @@ impl Engine {
             self.heard_fingerprint(sender, ack.fingerprint);
         }
         if let Some(p) = self.swim.probe.as_mut() {
+            // A relay's answer carries our sequence number too.
+            if p.seq == ack.seq && ack.target.is_empty() {
+                p.first_answered = true;
+            }
             let sent_at = if p.seq == ack.seq {
                 Some(p.sent_at)
             } else {
@@ -465,9 +473,6 @@ impl Engine {
             };
             if let Some(sent_at) = sent_at.filter(|_| !p.acked) {
                 p.acked = true;
-                if !p.indirect {
-                    self.loss.record(false);
-                }
                 if from == p.addr && ack.target.is_empty() {
                     let rtt = now.saturating_duration_since(sent_at);
                     self.rtt.record(rtt);

@@ -127,8 +127,6 @@ struct Resend {
     peer: u64,
     id: u32,
     deltas: Vec<proto::NodeDelta>,
-    /// Whether this is the first resend (the first send went unanswered).
-    first: bool,
 }
 
 /// A push a silent peer did not acknowledge, to send to its children.
@@ -328,7 +326,6 @@ impl Pushes {
                 continue;
             }
             self.dues.remove(&(p.due, p.id));
-            let first = p.tries == 1;
             p.tries += 1;
             p.last_sent = now;
             p.due = now + (wait * retry_factor(p.tries)).min(max_wait);
@@ -338,7 +335,6 @@ impl Pushes {
                 peer: p.peer,
                 id: p.id,
                 deltas: p.deltas.clone(),
-                first,
             });
             i += 1;
         }
@@ -624,11 +620,9 @@ impl Engine {
         };
         if a.tries == 1 {
             self.rtt.record(a.waited);
-            self.loss.record(false);
         } else if self.rtt.min().is_some_and(|min| a.since_last < min) {
             self.metrics.pushes_resent_spuriously += 1;
             self.rtt.record(a.waited);
-            self.loss.retract();
         }
         self.observations.record(Observation::PushAcked(a.waited));
     }
@@ -652,9 +646,6 @@ impl Engine {
             self.warn_overload(now, "pushes resent");
         }
         for r in resend {
-            if r.first {
-                self.loss.record(true);
-            }
             self.metrics.pushes_retried += 1;
             self.send_push(r.to, r.peer, r.id, r.deltas);
         }

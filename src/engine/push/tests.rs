@@ -312,9 +312,9 @@ fn measured_loss_sends_extra_copies_that_are_forwarded_along_the_tree() {
         let m = h.nodes[0].metrics();
         assert_eq!(m.pushes_retried, 0);
         if lossy {
-            // 1 + 4 copies keep 16 · 0.19^5 under 0.005: four extra
+            // 1 + 5 copies keep 16 · 0.19^6 under 0.001: five extra
             // trees, in each of which the writer has up to four children.
-            assert!((1..=16).contains(&m.push_copies), "{m:?}");
+            assert!((1..=20).contains(&m.push_copies), "{m:?}");
             // Only if the copies' receivers push on along the tree does
             // the write reach beyond them.
             assert_eq!(holding, 16, "every member has the write at once");
