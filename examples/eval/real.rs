@@ -17,7 +17,9 @@
 //!    node started; the slowest node's progress is printed each second,
 //!    and with `SW_EVAL_JOIN_DEBUG` set, once at most 12 nodes lack the
 //!    full view, which members each of them lacks);
-//! 2. **settle** for [`SETTLE`], then an **idle** window of `--secs`;
+//! 2. **settle** for [`SETTLE`], then an **idle** window of `--secs`,
+//!    whose last [`IDLE_TAIL`] is also reported on its own (how quiet the
+//!    cluster is `SETTLE + --secs` after the join);
 //! 3. [`WRITES`] **isolated writes**, each one key set on one node and a
 //!    [`WRITE_WINDOW`] after it: the traffic over the idle rate, and the
 //!    delay until each other node's event stream yields the `KeySet`;
@@ -53,6 +55,8 @@ const STAGGER: Duration = Duration::from_millis(5);
 /// Time after the join before the idle window, so join rumors and the
 /// first reconciliations of everyone's state are over.
 const SETTLE: Duration = Duration::from_secs(5);
+/// The end of the idle window, reported on its own.
+const IDLE_TAIL: Duration = Duration::from_secs(5);
 /// Isolated writes per run (from different nodes).
 const WRITES: usize = 3;
 /// The window after each isolated write.
@@ -283,6 +287,8 @@ struct Run {
     full_at_join_end: usize,
     join_cap: f64,
     idle: Traffic,
+    /// The idle window's last [`IDLE_TAIL`].
+    idle_tail: Traffic,
     idle_cpu: Option<f64>,
     /// Isolated writes: (packets, bytes) over idle, per write, cluster-wide.
     write_extra: Vec<(f64, f64)>,
@@ -473,10 +479,14 @@ async fn measure(spec: Spec, opts: &Options) -> Result<Run, Box<dyn Error>> {
     let idle_for = Duration::from_secs(opts.measure_secs.max(1));
     let (a, cpu_a) = (Counters::read(&nodes).await?, cpu_secs());
     let ta = Instant::now();
-    tokio::time::sleep(idle_for).await;
+    let tail = IDLE_TAIL.min(idle_for);
+    tokio::time::sleep(idle_for - tail).await;
+    let (m, tm) = (Counters::read(&nodes).await?, Instant::now());
+    tokio::time::sleep(tail).await;
     let (b, cpu_b) = (Counters::read(&nodes).await?, cpu_secs());
     let tb = Instant::now();
     run.idle = Traffic::between((&a, ta), (&b, tb));
+    run.idle_tail = Traffic::between((&m, tm), (&b, tb));
     run.idle_cpu = cpu_a
         .zip(cpu_b)
         .map(|(a, b)| (b - a) / run.idle.secs * 100.0);
@@ -629,6 +639,9 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "idle_payload_bytes_per_node_s": idle_b,
             "idle_wire_bytes_per_node_s": idle_wire,
             "idle_packets_per_node_s": idle_pk,
+            "idle_tail_seconds": r.idle_tail.secs,
+            "idle_tail_packets_per_node_s": r.idle_tail.packets as f64 / n / r.idle_tail.secs.max(1e-9),
+            "idle_tail_payload_bytes_per_node_s": r.idle_tail.bytes as f64 / n / r.idle_tail.secs.max(1e-9),
             "idle_cpu_percent": r.idle_cpu,
             "isolated_writes": WRITES,
             "write_payload_bytes_per_node": write_b,

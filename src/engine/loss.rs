@@ -7,7 +7,9 @@
 //! busy peer or host reads as delay, not loss. Tree pushes would add
 //! samples, but their resend wait is short (10 ms on a LAN) and a push
 //! answered after a resend cannot tell loss from delay; on a loaded,
-//! loss-free host they read as loss.
+//! loss-free host they read as loss. Nor are the probes of a node that
+//! sheds load (`Engine::note_overload`) counted: its own slowness is not
+//! the network's loss.
 //!
 //! A tree push reaches each member once; on a lossy network a lost push
 //! waits for its resend (10 ms and up on a LAN, doubling), and the slowest

@@ -268,7 +268,10 @@ impl Engine {
 
     fn probe_round(&mut self, now: Instant) {
         if let Some(p) = self.swim.probe.take() {
-            self.loss.record(!p.first_answered);
+            // An overloaded node's own slowness is not the network's loss.
+            if !self.shedding(now) {
+                self.loss.record(!p.first_answered);
+            }
             if p.acked {
                 self.swim.lower_awareness();
             } else {
