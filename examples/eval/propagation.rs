@@ -24,7 +24,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Simulated time a cluster runs at a new loss rate before its first
 /// trial there: the loss of a real network is a standing condition, and
 /// nodes adapt to the loss they measure (their pushes' redundancy), which
-/// takes a minute of probes (one a second) to learn.
+/// learns from one probe a second, decayed over ~64: a minute gets it
+/// most of the way.
 const SETTLE: Duration = Duration::from_secs(60);
 
 /// Default cluster sizes.

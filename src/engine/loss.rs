@@ -7,14 +7,17 @@
 //! busy peer or host reads as delay, not loss. Tree pushes would add
 //! samples, but their resend wait is short (10 ms on a LAN) and a push
 //! answered after a resend cannot tell loss from delay; on a loaded,
-//! loss-free host they read as loss. Nor are the probes of a node that
-//! sheds load (`Engine::note_overload`) counted: its own slowness is not
-//! the network's loss.
+//! loss-free host they read as loss. Only probes whose target answered
+//! in the end (to the second ping or through a relay) count: a target
+//! that never did may be down, which is not loss. Nor do the probes of a
+//! node that was overloaded (`Engine::note_overload`) while they ran: its
+//! own slowness is not the network's loss.
 //!
 //! A tree push reaches each member once; on a lossy network a lost push
 //! waits for its resend (10 ms and up on a LAN, doubling), and the slowest
 //! of N members is the one whose push was lost several times. Extra
-//! copies sent at once to random members make that unlikely, the way the
+//! copies sent at once along other broadcast trees make that unlikely
+//! (each member has another parent in each), the way the
 //! eager fanout of a gossip epidemic does, but they cost a datagram each;
 //! so they are sent only while loss is measured, in the number that
 //! loss calls for, and never by a node that sheds load. With no loss a
@@ -24,8 +27,9 @@
 /// weighs `1/e` of a new one.
 const MEMORY: f64 = 64.0;
 
-/// Losses (decayed) below which the link is taken as loss-free: one lost
-/// datagram is noise (a crashed peer not yet declared dead).
+/// Losses (decayed) below which the link is taken as loss-free: one or
+/// two losses among the recent probes are noise (two decay to less than
+/// 2; it takes three).
 const MIN_LOST: f64 = 2.0;
 
 /// Samples the loss rate is at least divided by, so that a few early
@@ -42,8 +46,8 @@ const MISS: f64 = 0.001;
 /// more is not helped by more copies).
 const MAX_ROUND_TRIP_LOSS: f64 = 0.9;
 
-/// A decayed count of this node's exchanges and of those that went
-/// unanswered.
+/// A decayed count of this node's probes and of those whose first ping
+/// went unanswered.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct LossEstimate {
     lost: f64,
@@ -57,6 +61,12 @@ impl LossEstimate {
         let keep = 1.0 - 1.0 / MEMORY;
         self.lost = self.lost * keep + f64::from(u8::from(lost));
         self.seen = self.seen * keep + 1.0;
+    }
+
+    /// The decayed counts of losses and of samples.
+    #[cfg(test)]
+    pub fn counts(&self) -> (f64, f64) {
+        (self.lost, self.seen)
     }
 
     /// The estimated chance that one datagram is lost: from the round-trip

@@ -209,7 +209,7 @@ pub struct Metrics {
     /// Tree pushes sent once, untracked, because the peer or this node had
     /// too many unacknowledged: a sign of overload.
     pub pushes_capped: u64,
-    /// Extra copies of pushes sent once to random members, beyond the
+    /// Extra copies of pushes sent once along extra broadcast trees, beyond the
     /// tree, because this node measures datagram loss (none without loss).
     pub push_copies: u64,
     /// Lazy announcements (fresh versions' digest lines) piggybacked.

@@ -170,7 +170,7 @@ pub struct Engine {
     swim: Swim,
     /// Round-trip times measured on probes and pushes.
     rtt: RttDetector,
-    /// Datagram loss measured on probes and pushes.
+    /// Datagram loss measured on probes.
     loss: LossEstimate,
     /// Open suspicions and their timeouts.
     suspicions: Suspicions,

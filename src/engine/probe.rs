@@ -268,8 +268,12 @@ impl Engine {
 
     fn probe_round(&mut self, now: Instant) {
         if let Some(p) = self.swim.probe.take() {
-            // An overloaded node's own slowness is not the network's loss.
-            if !self.shedding(now) {
+            // A loss sample, if the target answered in the end (a target
+            // that never did may be down, which is not loss) and this node
+            // was not overloaded at any time since the ping left (its own
+            // slowness is not the network's loss).
+            let overloaded = self.overloaded_until.is_some_and(|t| t > p.sent_at);
+            if p.acked && !overloaded {
                 self.loss.record(!p.first_answered);
             }
             if p.acked {

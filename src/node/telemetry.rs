@@ -475,7 +475,7 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         PUSH_COPIES,
         Kind::Counter,
         Unit::Count,
-        "Extra copies of pushes sent once to random members because this node measures datagram loss (none on a loss-free network)",
+        "Extra copies of pushes sent once along extra broadcast trees because this node measures datagram loss (none on a loss-free network)",
     ),
     (
         ANNOUNCEMENTS,

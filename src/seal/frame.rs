@@ -370,9 +370,10 @@ pub struct Opener {
     /// Keyed by the full id of the key that authenticated the session, not
     /// by the hint in the header: two keys sharing a hint have separate
     /// sessions, subkeys and replay windows. Boxed: a hash table keeps
-    /// up to twice as many slots as entries, and a session (the cipher's
-    /// key schedule and a 2,048-bit window, ~800 bytes) in every slot
-    /// cost ~1.6 KB per peer where the box costs ~0.8 KB.
+    /// up to twice as many slots as entries, and a session inline (the
+    /// handle of its boxed key schedule and a 2,048-bit window, 288
+    /// bytes) in every slot cost up to ~600 bytes per peer where the box
+    /// costs ~300.
     sessions: SessionCache<(KeyId, Cipher, SessionId), Box<Session>>,
     aad: Vec<u8>,
     /// Reused buffer for the installed keys matching a frame's hint; empty

@@ -55,9 +55,17 @@ fn status_of_b(a: &Engine) -> MemberStatus {
         .expect("a knows b")
 }
 
-/// Loses a's first ping to b, then delivers (or loses) the second one.
-/// Returns whether a went on to suspect b.
-fn lose_a_ping(deliver_second: bool) -> bool {
+/// What became of a probe whose first ping was lost.
+struct Outcome {
+    /// a went on to suspect b.
+    suspected: bool,
+    /// a's decayed count of lost first pings afterwards.
+    lost: f64,
+}
+
+/// Loses a's first ping to b, then delivers (or loses) the second one,
+/// with a overloaded in between or not.
+fn lose_a_ping(deliver_second: bool, overloaded: bool) -> Outcome {
     let mut h = pair();
     let before = h.nodes[A].metrics().suspicions_started;
     let (first, t1) = next_ping(&mut h);
@@ -69,6 +77,9 @@ fn lose_a_ping(deliver_second: bool) -> bool {
         t2 - t1 < Config::local().probe_interval,
         "the second ping belongs to the same probe"
     );
+    if overloaded {
+        h.nodes[A].note_overload(h.now);
+    }
     if deliver_second {
         let ping = proto::Packet {
             version: crate::wire::PROTOCOL_VERSION,
@@ -83,15 +94,28 @@ fn lose_a_ping(deliver_second: bool) -> bool {
     // The probe period ends; the next probe round judges this one.
     next_ping(&mut h);
     let a = &h.nodes[A];
-    a.metrics().suspicions_started > before || status_of_b(a) != MemberStatus::Alive
+    Outcome {
+        suspected: a.metrics().suspicions_started > before || status_of_b(a) != MemberStatus::Alive,
+        lost: a.loss.counts().0,
+    }
 }
 
 #[test]
 fn an_answer_to_the_second_ping_saves_the_target_from_suspicion() {
-    assert!(!lose_a_ping(true));
+    assert!(!lose_a_ping(true, false).suspected);
 }
 
 #[test]
 fn losing_both_pings_still_starts_a_suspicion() {
-    assert!(lose_a_ping(false));
+    assert!(lose_a_ping(false, false).suspected);
+}
+
+#[test]
+fn a_lost_first_ping_is_a_loss_sample_only_if_the_target_answered_and_a_was_not_overloaded() {
+    // The target answered the second ping: the first was lost on the way.
+    assert_eq!(lose_a_ping(true, false).lost, 1.0);
+    // The target never answered: it may be down, which is not loss.
+    assert_eq!(lose_a_ping(false, false).lost, 0.0);
+    // a was overloaded during the probe: its own slowness is not loss.
+    assert_eq!(lose_a_ping(true, true).lost, 0.0);
 }
