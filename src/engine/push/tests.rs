@@ -250,17 +250,22 @@ fn a_peer_that_never_answers_is_sent_untracked_pushes_past_its_cap() {
     }
 }
 
-#[test]
-fn a_member_the_tree_misses_learns_by_announcement_and_pulls() {
-    // Five engines that all know each other.
+/// `n` engines (local preset) that all know each other, settled for 2 s.
+fn acquainted(n: usize) -> Harness {
     let mut h = Harness::new(1, Config::local(), 1400);
-    for _ in 1..5 {
+    for _ in 1..n {
         h.add(0);
     }
     assert!(h.run_until(Duration::from_secs(20), |h| {
-        h.nodes.iter().all(|e| e.member_count() == 5)
+        h.nodes.iter().all(|e| e.member_count() == n)
     }));
     h.run_for(Duration::from_secs(2));
+    h
+}
+
+#[test]
+fn a_member_the_tree_misses_learns_by_announcement_and_pulls() {
+    let mut h = acquainted(5);
     // Every tree push to n3 is lost; everything else arrives.
     h.lose = |_, t| {
         t.to == crate::engine::harness::addr(3) && !push_ids(std::slice::from_ref(t)).is_empty()
@@ -283,14 +288,7 @@ fn a_member_the_tree_misses_learns_by_announcement_and_pulls() {
 #[test]
 fn measured_loss_sends_extra_copies_that_are_forwarded_along_the_tree() {
     for lossy in [false, true] {
-        let mut h = Harness::new(1, Config::local(), 1400);
-        for _ in 1..16 {
-            h.add(0);
-        }
-        assert!(h.run_until(Duration::from_secs(20), |h| {
-            h.nodes.iter().all(|e| e.member_count() == 16)
-        }));
-        h.run_for(Duration::from_secs(2));
+        let mut h = acquainted(16);
         if lossy {
             // A third of the exchanges unanswered: ~18% of datagrams lost.
             for e in &mut h.nodes {
