@@ -125,17 +125,9 @@ impl SessionKey {
         cipher: Cipher,
         session: SessionId,
     ) -> Result<SessionKey, CryptoFailure> {
-        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &session.to_bytes());
-        let prk = salt.extract(key.secret());
-        let cipher_id = [cipher.wire_id()];
-        let info = [SUBKEY_INFO, &cipher_id[..]];
-        let mut subkey = [0u8; KEY_LEN];
-        prk.expand(&info, hkdf::HKDF_SHA256)
-            .and_then(|okm| okm.fill(&mut subkey))
-            .map_err(|_| CryptoFailure)?;
+        let mut subkey = derive_subkey(key, cipher, session)?;
         let keyed = SessionKey::with_raw_key(cipher, &subkey);
-        subkey.fill(0);
-        std::hint::black_box(&subkey);
+        wipe(&mut subkey);
         keyed
     }
 
@@ -159,8 +151,7 @@ impl SessionKey {
         let raw: &[u8; KEY_LEN] = raw.try_into().map_err(|_| CryptoFailure)?;
         let mut chacha_key = hchacha20(raw, &prefix);
         let unbound = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &chacha_key);
-        chacha_key.fill(0);
-        std::hint::black_box(&chacha_key);
+        wipe(&mut chacha_key);
         let key = Box::new(aead::LessSafeKey::new(unbound.map_err(|_| CryptoFailure)?));
         Ok(SessionKey::XChaCha { key, prefix })
     }
@@ -198,6 +189,9 @@ impl SessionKey {
 
     /// Decrypts `in_out` in place if `tag` verifies under the nonce made
     /// from `counter`. On failure the contents of `in_out` are unspecified.
+    /// (Openers use [`SessionSecret`]; this is for the tests, which check
+    /// one against the other.)
+    #[cfg(test)]
     pub(crate) fn open(
         &self,
         counter: u64,
@@ -225,7 +219,8 @@ impl SessionKey {
     }
 
     /// Decrypts with an explicit 24-byte nonce field (see
-    /// [`SessionKey::seal_with_nonce`]).
+    /// [`SessionKey::seal_with_nonce`]); for the known-answer tests.
+    #[cfg(test)]
     pub(crate) fn open_with_nonce(
         &self,
         nonce: &[u8; 24],
@@ -243,6 +238,106 @@ impl SessionKey {
         )
         .map(|_| ())
         .map_err(|_| CryptoFailure)
+    }
+}
+
+/// The subkey of (`key`, `session`, `cipher`): HKDF-SHA256 with the
+/// session id as salt and the cipher in the info.
+fn derive_subkey(
+    key: &Key,
+    cipher: Cipher,
+    session: SessionId,
+) -> Result<[u8; KEY_LEN], CryptoFailure> {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &session.to_bytes());
+    let prk = salt.extract(key.secret());
+    let cipher_id = [cipher.wire_id()];
+    let info = [SUBKEY_INFO, &cipher_id[..]];
+    let mut subkey = [0u8; KEY_LEN];
+    prk.expand(&info, hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut subkey))
+        .map_err(|_| CryptoFailure)?;
+    Ok(subkey)
+}
+
+/// Overwrites key bytes that are no longer needed.
+fn wipe(bytes: &mut [u8; KEY_LEN]) {
+    bytes.fill(0);
+    // Keep the write from being optimised away as a dead store.
+    std::hint::black_box(&bytes);
+}
+
+/// One sender session's subkey as an opener keeps it: 32 raw bytes from
+/// which the cipher is keyed again for every frame, instead of a
+/// [`SessionKey`]. ring's AES-256-GCM key (round keys and GHASH table) is
+/// about 560 bytes, kept per peer that would be most of an encrypted
+/// node's memory beyond a plain one; keying it again costs about a
+/// hundred nanoseconds, a fraction of opening a frame (see
+/// `benches/seal.rs`). Frames only ever use the all-zero XChaCha prefix,
+/// so for XChaCha20-Poly1305 the bytes kept are the HChaCha20 output for
+/// it, and no frame pays for HChaCha20.
+///
+/// The bytes are overwritten when dropped (best effort, as for [`Key`]).
+pub(crate) struct SessionSecret {
+    cipher: Cipher,
+    /// What the ring cipher is keyed with.
+    raw: [u8; KEY_LEN],
+}
+
+impl SessionSecret {
+    /// Derives the subkey of (`key`, `session`, `cipher`), as
+    /// [`SessionKey::derive`] does.
+    pub(crate) fn derive(
+        key: &Key,
+        cipher: Cipher,
+        session: SessionId,
+    ) -> Result<SessionSecret, CryptoFailure> {
+        let mut subkey = derive_subkey(key, cipher, session)?;
+        let raw = match cipher {
+            Cipher::XChaCha20Poly1305 => {
+                let chacha = hchacha20(&subkey, &[0; XCHACHA_PREFIX_LEN]);
+                wipe(&mut subkey);
+                chacha
+            }
+            Cipher::Aes256Gcm | Cipher::ChaCha20Poly1305 => subkey,
+        };
+        Ok(SessionSecret { cipher, raw })
+    }
+
+    /// Decrypts `in_out` in place if `tag` verifies under the nonce made
+    /// from `counter`, as [`SessionKey::open`] does for a frame. On
+    /// failure the contents of `in_out` are unspecified.
+    pub(crate) fn open(
+        &self,
+        counter: u64,
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoFailure> {
+        let alg = match self.cipher {
+            Cipher::Aes256Gcm => &aead::AES_256_GCM,
+            // XChaCha with the all-zero prefix is ChaCha20-Poly1305 under
+            // the HChaCha20 key and the nonce's last 8 bytes, zero-padded:
+            // the same 12 bytes as the 96-bit ciphers' nonce.
+            Cipher::ChaCha20Poly1305 | Cipher::XChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        };
+        let key = aead::LessSafeKey::new(
+            aead::UnboundKey::new(alg, &self.raw).map_err(|_| CryptoFailure)?,
+        );
+        key.open_in_place_separate_tag(
+            ring_nonce(&nonce_bytes(counter)),
+            aead::Aad::from(aad),
+            aead::Tag::from(*tag),
+            in_out,
+            0..,
+        )
+        .map(|_| ())
+        .map_err(|_| CryptoFailure)
+    }
+}
+
+impl Drop for SessionSecret {
+    fn drop(&mut self) {
+        wipe(&mut self.raw);
     }
 }
 
@@ -467,6 +562,38 @@ mod tests {
             seal(Cipher::XChaCha20Poly1305, s1)
         );
         assert_eq!(seal(Cipher::Aes256Gcm, s1), seal(Cipher::Aes256Gcm, s1));
+    }
+
+    #[test]
+    fn an_opener_secret_opens_what_the_session_key_sealed_and_nothing_else() {
+        let key = Key::from_bytes(&[7; KEY_LEN]).unwrap();
+        let session = SessionId::from_bytes([5; 8]);
+        for cipher in Cipher::ALL {
+            let sealer = SessionKey::derive(&key, cipher, session).unwrap();
+            let secret = SessionSecret::derive(&key, cipher, session).unwrap();
+            let plain = *b"the state of node-1";
+            let mut buf = plain;
+            let tag = sealer.seal(42, b"aad", &mut buf).unwrap();
+            assert_ne!(buf, plain, "{cipher}: encrypted");
+
+            let mut opened = buf;
+            secret.open(42, b"aad", &mut opened, &tag).unwrap();
+            assert_eq!(opened, plain, "{cipher}");
+
+            // Another counter, other associated data, another session or
+            // cipher: the tag does not verify.
+            assert!(secret.open(43, b"aad", &mut buf.clone(), &tag).is_err());
+            assert!(secret.open(42, b"aab", &mut buf.clone(), &tag).is_err());
+            let other = SessionSecret::derive(&key, cipher, SessionId::from_bytes([6; 8])).unwrap();
+            assert!(other.open(42, b"aad", &mut buf.clone(), &tag).is_err());
+            for wrong in Cipher::ALL.into_iter().filter(|&c| c != cipher) {
+                let s = SessionSecret::derive(&key, wrong, session).unwrap();
+                assert!(
+                    s.open(42, b"aad", &mut buf.clone(), &tag).is_err(),
+                    "{wrong}"
+                );
+            }
+        }
     }
 
     #[test]

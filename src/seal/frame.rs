@@ -23,7 +23,7 @@
 //! exactly one) and the first whose tag verifies opens the frame.
 
 use super::DropReason;
-use super::cipher::{Cipher, SessionKey};
+use super::cipher::{Cipher, SessionKey, SessionSecret};
 use super::key::{KEY_HINT_LEN, Key, KeyHint, KeyId};
 use super::keyring::Keyring;
 use super::replay::ReplayWindow;
@@ -354,7 +354,7 @@ impl std::fmt::Debug for Sealer {
 
 /// What an opener keeps per authenticated sender session.
 struct Session {
-    subkey: SessionKey,
+    subkey: SessionSecret,
     window: ReplayWindow,
 }
 
@@ -369,11 +369,11 @@ pub struct Opener {
     label: Box<[u8]>,
     /// Keyed by the full id of the key that authenticated the session, not
     /// by the hint in the header: two keys sharing a hint have separate
-    /// sessions, subkeys and replay windows. Boxed: a hash table keeps
-    /// up to twice as many slots as entries, and a session inline (the
-    /// handle of its boxed key schedule and a 2,048-bit window, 288
-    /// bytes) in every slot cost up to ~600 bytes per peer where the box
-    /// costs ~300.
+    /// sessions, subkeys and replay windows. A session holds its raw
+    /// subkey (see [`SessionSecret`]: a key schedule per peer would cost
+    /// ~560 bytes more) and a 2,048-bit window, ~300 bytes. Boxed: a hash
+    /// table keeps up to twice as many slots as entries, so inline it
+    /// would cost up to ~600 bytes per peer where the box costs ~300.
     sessions: SessionCache<(KeyId, Cipher, SessionId), Box<Session>>,
     aad: Vec<u8>,
     /// Reused buffer for the installed keys matching a frame's hint; empty
@@ -458,7 +458,7 @@ impl Opener {
 
             // First authentic frame of this session (or first since it was
             // forgotten): derive, verify, and only then remember it.
-            let Ok(subkey) = SessionKey::derive(key, header.cipher, header.session) else {
+            let Ok(subkey) = SessionSecret::derive(key, header.cipher, header.session) else {
                 continue;
             };
             if subkey

@@ -9,7 +9,7 @@ use std::hash::Hash;
 pub(crate) const SESSION_ID_LEN: usize = 8;
 
 /// Default bound on the sender sessions an opener remembers (each costs
-/// well under a kilobyte: a cipher key schedule and a replay window).
+/// about 300 bytes: a raw subkey and a replay window).
 pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 
 /// A random 64-bit name one sealer picks for itself at creation (that is,
