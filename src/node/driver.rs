@@ -23,7 +23,9 @@ use crate::transport::{Transport, TransportError};
 const SEED_RETRY: Duration = Duration::from_secs(1);
 
 /// Datagrams already waiting that are read, at most, before due timers
-/// run (see the timer branch of [`run`]).
+/// run (see the timer branch of [`run`]). A full batch means the node is
+/// behind. The pushes of one peer read in a batch are acknowledged
+/// together (engine `acks`).
 const READY_BATCH: usize = 64;
 
 /// How often the driver reads how many datagrams the OS dropped for its
@@ -239,25 +241,13 @@ pub(crate) async fn run<T: Transport>(
                 // the socket must not be taken for silence. A probe failed
                 // or a push resent while its ack was queued here is how a
                 // busy node came to suspect its peers and resend to them.
-                let mut waiting = 0;
-                for _ in 0..READY_BATCH {
-                    waiting += 1;
-                    match tokio::time::timeout(Duration::ZERO, transport.recv()).await {
-                        Ok(Ok((from, bytes))) => {
-                            recv_error_streak = 0;
-                            engine.handle_packet(Instant::now().into_std(), from, &bytes);
-                        }
-                        Ok(Err(_)) => {
-                            // Seen again (and handled) by the next receive.
-                            io.recv_errors += 1;
-                            break;
-                        }
-                        Err(_) => {
-                            waiting -= 1;
-                            break;
-                        }
-                    }
-                }
+                let waiting = read_waiting(
+                    &transport,
+                    &mut engine,
+                    &mut io,
+                    &mut recv_error_streak,
+                    READY_BATCH,
+                );
                 if waiting == READY_BATCH {
                     // A full batch was waiting: the node is behind.
                     let now = Instant::now();
@@ -293,6 +283,57 @@ pub(crate) async fn run<T: Transport>(
     }
     if let Some((ack, told)) = leave_ack {
         let _ = ack.send(told);
+    }
+}
+
+/// Reads and hands the engine the datagrams already waiting, `limit` at
+/// most, without waiting for more; returns how many were waiting (a
+/// receive error counts, and ends the batch: the next receive sees it
+/// again).
+fn read_waiting<T: Transport>(
+    transport: &T,
+    engine: &mut Engine,
+    io: &mut IoCounts,
+    recv_error_streak: &mut u32,
+    limit: usize,
+) -> usize {
+    let mut waiting = 0;
+    while waiting < limit {
+        match ready_now(transport.recv()) {
+            Some(Ok((from, bytes))) => {
+                waiting += 1;
+                *recv_error_streak = 0;
+                engine.handle_packet(Instant::now().into_std(), from, &bytes);
+            }
+            Some(Err(_)) => {
+                waiting += 1;
+                io.recv_errors += 1;
+                break;
+            }
+            None => break,
+        }
+    }
+    waiting
+}
+
+/// Polls `fut` once: its output if it is ready at once, else `None` (and
+/// the future is dropped, which a transport's `recv` allows: the driver's
+/// `select!` drops it whenever another branch wins).
+///
+/// Not `tokio::time::timeout(Duration::ZERO, ..)`, which this replaced: a
+/// zero timeout is a timer, and it fires at the time driver's next tick.
+/// Every batch ended on one, so the node sat in it, reading nothing and
+/// running no timer, until that tick came: up to a millisecond on an idle
+/// runtime, much longer on a starved one, where answers then went unread
+/// past their probes' timeouts: 1,024 nodes in one process on 2 cores
+/// had 10³–10⁵ false suspicions per run with it, none without it in the
+/// runs since (docs/PERFORMANCE.md).
+fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -350,6 +391,29 @@ fn handle(engine: &mut Engine, cmd: Command, io: IoCounts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Udp;
+
+    #[tokio::test]
+    async fn a_waiting_datagram_is_taken_at_once_and_a_pending_poll_loses_nothing() {
+        let a = Udp::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let b = Udp::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let to = b.local_addr();
+        assert!(ready_now(b.recv()).is_none(), "nothing waiting");
+        a.send(to, bytes::Bytes::from_static(b"one")).await.unwrap();
+        a.send(to, bytes::Bytes::from_static(b"two")).await.unwrap();
+        // The first is awaited (loopback delivery is not instantaneous);
+        // polls that found nothing before it arrived lost nothing.
+        let (_, first) = b.recv().await.unwrap();
+        assert_eq!(&first[..], b"one");
+        let second = loop {
+            if let Some(r) = ready_now(b.recv()) {
+                break r.unwrap().1;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert_eq!(&second[..], b"two");
+        assert!(ready_now(b.recv()).is_none());
+    }
 
     #[test]
     fn os_drops_are_kept_and_warned_of_at_most_every_30_s() {
