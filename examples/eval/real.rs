@@ -187,8 +187,10 @@ struct Counters {
     push_copies: u64,
     /// Announced versions pulled.
     pulls: u64,
-    /// Tree pushes that arrived (each is answered by one `PushAck`).
+    /// `PushAck` messages sent (each acknowledges one or more pushes).
     push_acks_sent: u64,
+    /// Acknowledgements that did not take a datagram of their own.
+    push_acks_merged: u64,
     suspicions: u64,
     deaths: u64,
     refutations: u64,
@@ -227,6 +229,7 @@ impl Counters {
             c.push_copies += e.push_copies;
             c.pulls += e.pulls;
             c.push_acks_sent += e.sent.push_ack;
+            c.push_acks_merged += e.push_acks_merged;
             c.suspicions += e.suspicions_started;
             c.deaths += e.deaths_declared;
             c.refutations += e.refutations;
@@ -682,6 +685,7 @@ fn report(out: &mut Out, spec: Spec, r: &Run) {
             "shed_rounds": e.shed_rounds,
             "node_os_receive_drops": e.os_drops,
             "push_acks_sent": e.push_acks_sent,
+            "push_acks_merged": e.push_acks_merged,
             "push_resend_percent": resend_pct,
             "suspicions": e.suspicions,
             "deaths": e.deaths,

@@ -29,12 +29,14 @@
 //! | `broadcast` | user broadcast ids and dedup |
 //! | `phi` | round-trip times and the phi-accrual timeout |
 //! | `loss` | datagram loss measured, and the extra push copies it calls for |
+//! | `acks` | push acknowledgements owed, merged per peer until the next send |
 //! | `observation` | measurements for the owner's histograms |
 //! | `msg` | message builders, status ↔ wire conversions |
 //! | `node_id`, `event`, `metrics`, `error` | identities, events, counters, errors |
 //!
 //! `docs/ARCHITECTURE.md` draws who calls whom.
 
+mod acks;
 mod admission;
 mod broadcast;
 mod dead;
@@ -85,6 +87,7 @@ use crate::config::{Config, ConfigError};
 use crate::wire::proto::MemberState;
 use crate::wire::proto::message::Kind;
 use crate::wire::{self, Limits, Packer, proto};
+use acks::OwedAcks;
 use admission::Admission;
 use broadcast::Broadcasts;
 use dead::DeadMembers;
@@ -166,6 +169,8 @@ pub struct Engine {
     reconciler: Reconciler,
     /// Fresh changes and the tree pushes awaiting acknowledgement.
     pushes: Pushes,
+    /// Acknowledgements owed for pushes read, until the next send.
+    acks: OwedAcks,
     /// Probing (SWIM) and local health.
     swim: Swim,
     /// Round-trip times measured on probes and pushes.
@@ -248,6 +253,7 @@ impl Engine {
             events: VecDeque::new(),
             reconciler: Reconciler::new(now),
             pushes: Pushes::default(),
+            acks: OwedAcks::default(),
             swim: Swim::new(&config, now),
             rtt: RttDetector::new(config.conviction_threshold),
             loss: LossEstimate::default(),
@@ -409,7 +415,7 @@ impl Engine {
             Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
             Kind::Ack(ack) if ack.push_id != 0 => self.on_push(now, from, sender, ack),
             Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas, false),
-            Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
+            Kind::PushAck(a) => self.on_push_acks(now, &a),
             Kind::Ping(p) => self.on_ping(from, sender, p),
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
             Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
@@ -684,6 +690,9 @@ impl Engine {
     /// The next datagram to send, if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        // Acknowledgements owed for the pushes read since the last call
+        // leave now, merged per peer (see `acks`).
+        self.flush_acks();
         self.outbox.poll()
     }
 
@@ -756,6 +765,7 @@ impl Engine {
         buddy: Option<&Subject>,
         announce: bool,
     ) {
+        self.add_owed_acks(&mut packer, to);
         if announce && !self.shedding(self.last_now) {
             self.add_announcement(&mut packer);
         }

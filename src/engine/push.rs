@@ -583,8 +583,9 @@ impl Engine {
         }
     }
 
-    /// A tree push arrived: acknowledge it (unless it is [`UNTRACKED`]),
-    /// then apply what it carries, forwarding what is new along the tree.
+    /// A tree push arrived: owe it an acknowledgement (unless it is
+    /// [`UNTRACKED`]; see [`acks`](super::acks) for when it leaves), then
+    /// apply what it carries, forwarding what is new along the tree.
     pub(super) fn on_push(
         &mut self,
         now: Instant,
@@ -592,15 +593,61 @@ impl Engine {
         sender: Option<u64>,
         push: proto::Ack,
     ) {
-        if push.push_id != UNTRACKED {
-            let msg = proto::Message {
-                kind: Some(Kind::PushAck(proto::PushAck {
-                    push_id: push.push_id,
-                })),
-            };
-            self.send(from, sender, vec![msg], None);
+        if push.push_id != UNTRACKED && !self.acks.owe(from, sender, push.push_id) {
+            tracing::debug!(%from, "too many acknowledgements owed; the push will be resent");
         }
         self.apply_deltas(now, &push.deltas, true);
+    }
+
+    /// Adds to `packer`, bound for `to`, the acknowledgements `to` is
+    /// owed, as many as fit (the rest stay owed for the next packet).
+    /// Counts in `push_acks_merged` every id that did not take a datagram
+    /// of its own: all of them on a packet that carries something else,
+    /// all but one on a packet of acknowledgements alone.
+    pub(super) fn add_owed_acks(&mut self, packer: &mut Packer, to: SocketAddr) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let alone = packer.is_empty();
+        let Some(ack) = self.acks.take(to, Outbox::body_room(packer)) else {
+            return;
+        };
+        let ids = 1 + ack.more_push_ids.len() as u64;
+        self.metrics.push_acks_merged += ids - u64::from(alone);
+        let msg = proto::Message {
+            kind: Some(Kind::PushAck(ack)),
+        };
+        self.outbox.add(packer, msg);
+    }
+
+    /// Sends every acknowledgement still owed, one packet per peer (more
+    /// only if one packet cannot hold them), with rumors and
+    /// announcements in its spare room as on any packet.
+    pub(super) fn flush_acks(&mut self) {
+        while let Some((to, peer)) = self.acks.first() {
+            let Some(mut packer) = self.outbox.start(self.knows_us(peer)) else {
+                self.acks.forget(to);
+                continue;
+            };
+            self.add_owed_acks(&mut packer, to);
+            if packer.is_empty() {
+                // Not even one id fits an empty packet: cannot happen
+                // with any budget the outbox accepts; never loop on it.
+                debug_assert!(false, "an empty packet holds no PushAck");
+                self.acks.forget(to);
+                continue;
+            }
+            self.finish(packer, to, None);
+        }
+    }
+
+    /// Pushes were acknowledged (`push_id` and `more`): stop resending
+    /// each (see [`on_push_ack`](Engine::on_push_ack)).
+    pub(super) fn on_push_acks(&mut self, now: Instant, ack: &proto::PushAck) {
+        self.on_push_ack(now, ack.push_id);
+        for &id in &ack.more_push_ids {
+            self.on_push_ack(now, id);
+        }
     }
 
     /// A tree push was acknowledged: stop resending it. A first-try
@@ -614,7 +661,7 @@ impl Engine {
     /// Matched by id alone, as probe acks are by sequence number: a
     /// multi-homed peer may answer from another address than the one we
     /// sent to.
-    pub(super) fn on_push_ack(&mut self, now: Instant, push_id: u32) {
+    fn on_push_ack(&mut self, now: Instant, push_id: u32) {
         let Some(a) = self.pushes.acked(push_id, now) else {
             return;
         };

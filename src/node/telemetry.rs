@@ -53,6 +53,7 @@ const PUSHES: &str = "scuttlewire_pushes_total";
 const PUSH_RETRIES: &str = "scuttlewire_push_retries_total";
 const PUSH_CAPPED: &str = "scuttlewire_push_capped_total";
 const PUSH_COPIES: &str = "scuttlewire_push_copies_total";
+const PUSH_ACKS_MERGED: &str = "scuttlewire_push_acks_merged_total";
 const ANNOUNCEMENTS: &str = "scuttlewire_announcements_total";
 const PULLS: &str = "scuttlewire_pulls_total";
 const OS_DROPS: &str = "scuttlewire_os_receive_drops_total";
@@ -325,6 +326,7 @@ const COUNTERS: &[Series] = &[
     series(PUSH_RETRIES, &[], |t| Some(t.engine.pushes_retried)),
     series(PUSH_CAPPED, &[], |t| Some(t.engine.pushes_capped)),
     series(PUSH_COPIES, &[], |t| Some(t.engine.push_copies)),
+    series(PUSH_ACKS_MERGED, &[], |t| Some(t.engine.push_acks_merged)),
     series(ANNOUNCEMENTS, &[], |t| Some(t.engine.announcements_sent)),
     series(PULLS, &[], |t| Some(t.engine.pulls)),
     series(PUSH_UNACKED, &[], |t| Some(t.engine.pushes_unacked)),
@@ -476,6 +478,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Extra copies of pushes sent once along extra broadcast trees because this node measures datagram loss (none on a loss-free network)",
+    ),
+    (
+        PUSH_ACKS_MERGED,
+        Kind::Counter,
+        Unit::Count,
+        "Push acknowledgements that took no datagram of their own: merged with others owed the same peer, or carried by a packet sent to it anyway",
     ),
     (
         ANNOUNCEMENTS,

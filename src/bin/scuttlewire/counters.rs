@@ -79,6 +79,7 @@ fn engine(e: &Metrics, out: &mut Vec<(String, u64)>) {
         ("shed_rounds", e.shed_rounds),
         ("pushes_capped", e.pushes_capped),
         ("push_copies", e.push_copies),
+        ("push_acks_merged", e.push_acks_merged),
         ("announcements_sent", e.announcements_sent),
         ("pulls", e.pulls),
         ("pushes_unacked", e.pushes_unacked),

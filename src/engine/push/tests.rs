@@ -322,3 +322,103 @@ fn measured_loss_sends_extra_copies_that_are_forwarded_along_the_tree() {
         }
     }
 }
+
+/// The `PushAck`s in `ts`, each as the ids it acknowledges, with the
+/// number of other messages in its packet.
+fn push_acks(ts: &[Transmit]) -> Vec<(Vec<u32>, usize)> {
+    ts.iter()
+        .flat_map(|t| {
+            let kinds: Vec<Kind> = proto::Packet::decode(t.payload.clone())
+                .expect("engines send valid packets")
+                .messages
+                .into_iter()
+                .filter_map(|m| m.kind)
+                .collect();
+            let others = kinds
+                .iter()
+                .filter(|k| !matches!(k, Kind::PushAck(_)))
+                .count();
+            kinds
+                .into_iter()
+                .filter_map(|k| match k {
+                    Kind::PushAck(a) => {
+                        let mut ids = vec![a.push_id];
+                        ids.extend(a.more_push_ids);
+                        Some(ids)
+                    }
+                    _ => None,
+                })
+                .map(|ids| (ids, others))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn pushes_read_together_are_acknowledged_together_or_ride_on_a_packet_to_their_sender() {
+    let mut h = pair();
+    // Two pushes from a, read by b before b sends anything.
+    h.nodes[A].set(h.now, "k1", "v").unwrap();
+    let first = h.drain(A);
+    h.now += h.nodes[A].config.push_delay;
+    h.nodes[A].set(h.now, "k2", "v").unwrap();
+    let second = h.drain(A);
+    let ids = [push_ids(&first), push_ids(&second)].concat();
+    assert_eq!(ids.len(), 2, "two pushes: {first:?} {second:?}");
+    for t in first.iter().chain(&second) {
+        h.receive(B, A, &t.payload);
+    }
+    let answer = h.drain(B);
+    assert_eq!(
+        push_acks(&answer)
+            .into_iter()
+            .map(|a| a.0)
+            .collect::<Vec<_>>(),
+        vec![ids.clone()],
+        "one PushAck acknowledges both"
+    );
+    assert_eq!(answer.len(), 1, "in one datagram: {answer:?}");
+    assert_eq!(h.nodes[B].metrics().push_acks_merged, 1);
+    for t in &answer {
+        h.receive(A, B, &t.payload);
+    }
+
+    // A third push, read while b has news of its own for a: the
+    // acknowledgement rides on b's push instead of a datagram of its own.
+    h.now += h.nodes[A].config.push_delay;
+    h.nodes[A].set(h.now, "k3", "v").unwrap();
+    let third = h.drain(A);
+    let third_id = push_ids(&third);
+    assert_eq!(third_id.len(), 1);
+    for t in &third {
+        h.receive(B, A, &t.payload);
+    }
+    // (b forwarded a's news just now: its own write is pushed at once
+    // only past the batching delay.)
+    h.now += h.nodes[B].config.push_delay;
+    h.nodes[B].set(h.now, "mine", "v").unwrap();
+    let answer = h.drain(B);
+    assert_eq!(answer.len(), 1, "b's push alone: {answer:?}");
+    assert_eq!(push_ids(&answer).len(), 1, "b's own push");
+    let acks = push_acks(&answer);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].0, third_id);
+    assert!(acks[0].1 >= 1, "on the packet carrying b's push");
+    assert_eq!(h.nodes[B].metrics().push_acks_merged, 2);
+    for t in &answer {
+        h.receive(A, B, &t.payload);
+    }
+    assert_eq!(h.nodes[A].get("b", "mine").as_deref(), Some(&b"v"[..]));
+
+    // Every push of a was acknowledged: nothing is resent.
+    for _ in 0..100 {
+        h.now += Duration::from_millis(100);
+        h.nodes[A].handle_timeout(h.now);
+        assert!(push_ids(&h.drain(A)).is_empty(), "a resend");
+    }
+    let m = h.nodes[A].metrics();
+    assert_eq!(
+        (m.pushes_sent, m.pushes_retried, m.pushes_unacked),
+        (3, 0, 0)
+    );
+}
