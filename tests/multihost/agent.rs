@@ -175,9 +175,10 @@ impl Agent {
             }
             if Instant::now() >= deadline {
                 break Err(format!(
-                    "{} (pid {}) did not exit within {limit:?}",
+                    "{} (pid {}) did not exit within {limit:?}; its threads:\n{}",
                     self.name,
-                    self.pid()
+                    self.pid(),
+                    threads(self.pid())
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -230,4 +231,42 @@ fn lines_of(r: impl Read) -> impl Iterator<Item = String> {
             }
         }
     })
+}
+
+/// What each thread of process `pid` is doing, read from `/proc` before a
+/// hung agent is killed: its name, its state (R running, S sleeping, D in
+/// an uninterruptible wait), the kernel function it waits in, its CPU
+/// ticks (user, system) and, where readable (root), its kernel stack.
+/// Enough to tell a spinning task from one waiting on a future that never
+/// wakes, or one blocked in a system call.
+fn threads(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "  (gone)".to_string();
+    };
+    let mut out = String::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let stat = read("stat");
+        // Fields after the parenthesised name: state is the first, utime
+        // and stime the 12th and 13th.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| rest.get(i).copied().unwrap_or("?");
+        out.push_str(&format!(
+            "  tid {} {:?}: state {} wchan {} utime {} stime {}\n",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            field(0),
+            read("wchan").trim(),
+            field(11),
+            field(12),
+        ));
+        for frame in read("stack").lines().take(8) {
+            out.push_str(&format!("      {frame}\n"));
+        }
+    }
+    out
 }
