@@ -213,9 +213,9 @@ pub struct Metrics {
     /// tree, because this node measures datagram loss (none without loss).
     pub push_copies: u64,
     /// Push acknowledgements that did not take a datagram of their own:
-    /// merged into one `PushAck` with others owed the same peer, or
-    /// carried by a packet sent to that peer anyway (see
-    /// `sent.push_ack` for the `PushAck` messages sent).
+    /// sent in one packet with others owed the same peer, or carried by a
+    /// packet sent to that peer anyway (`sent.push_ack` counts every
+    /// `PushAck`).
     pub push_acks_merged: u64,
     /// Lazy announcements (fresh versions' digest lines) piggybacked.
     pub announcements_sent: u64,

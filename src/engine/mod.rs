@@ -415,7 +415,7 @@ impl Engine {
             Kind::SynAck(sa) => self.on_syn_ack(now, from, sender, sa),
             Kind::Ack(ack) if ack.push_id != 0 => self.on_push(now, from, sender, ack),
             Kind::Ack(ack) => self.apply_deltas(now, &ack.deltas, false),
-            Kind::PushAck(a) => self.on_push_acks(now, &a),
+            Kind::PushAck(a) => self.on_push_ack(now, a.push_id),
             Kind::Ping(p) => self.on_ping(from, sender, p),
             Kind::PingReq(r) => self.on_ping_req(now, from, r),
             Kind::PingAck(a) => self.on_ping_ack(now, from, sender, a),
@@ -765,7 +765,7 @@ impl Engine {
         buddy: Option<&Subject>,
         announce: bool,
     ) {
-        self.add_owed_acks(&mut packer, to);
+        let acked = self.add_owed_acks(&mut packer, to);
         if announce && !self.shedding(self.last_now) {
             self.add_announcement(&mut packer);
         }
@@ -776,6 +776,7 @@ impl Engine {
                 self.outbox.add(&mut packer, r);
             }
         }
+        self.count_merged_acks(acked, &packer);
         self.outbox.queue(packer, to);
     }
 

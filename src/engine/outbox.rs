@@ -247,6 +247,20 @@ impl Outbox {
         self.queue.push_back(Transmit { to, payload });
     }
 
+    /// How many datagrams are queued.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Moves the datagrams queued after the first `from` ahead of those,
+    /// in their order (acknowledgements overtake what is queued).
+    pub fn move_to_front(&mut self, from: usize) {
+        if from == 0 || from >= self.queue.len() {
+            return;
+        }
+        self.queue.rotate_left(from);
+    }
+
     /// The next datagram to send.
     pub fn poll(&mut self) -> Option<Transmit> {
         let t = self.queue.pop_front();

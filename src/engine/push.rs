@@ -599,54 +599,66 @@ impl Engine {
         self.apply_deltas(now, &push.deltas, true);
     }
 
-    /// Adds to `packer`, bound for `to`, the acknowledgements `to` is
-    /// owed, as many as fit (the rest stay owed for the next packet).
-    /// Counts in `push_acks_merged` every id that did not take a datagram
-    /// of its own: all of them on a packet that carries something else,
-    /// all but one on a packet of acknowledgements alone.
-    pub(super) fn add_owed_acks(&mut self, packer: &mut Packer, to: SocketAddr) {
+    /// Adds to `packer`, bound for `to`, a `PushAck` for each push `to`
+    /// is owed an acknowledgement of, as many as fit (the rest stay owed
+    /// for the next packet); returns how many it added.
+    pub(super) fn add_owed_acks(&mut self, packer: &mut Packer, to: SocketAddr) -> u64 {
         if self.acks.is_empty() {
-            return;
+            return 0;
         }
-        let alone = packer.is_empty();
-        let Some(ack) = self.acks.take(to, Outbox::body_room(packer)) else {
-            return;
-        };
-        let ids = 1 + ack.more_push_ids.len() as u64;
-        self.metrics.push_acks_merged += ids - u64::from(alone);
-        let msg = proto::Message {
-            kind: Some(Kind::PushAck(ack)),
-        };
-        self.outbox.add(packer, msg);
+        let mut added = 0;
+        for &push_id in self.acks.owed_to(to) {
+            let msg = proto::Message {
+                kind: Some(Kind::PushAck(proto::PushAck { push_id })),
+            };
+            if !packer.fits(&msg) {
+                break;
+            }
+            self.outbox.add(packer, msg);
+            added += 1;
+        }
+        self.acks.acknowledged(to, added as usize);
+        added
     }
 
     /// Sends every acknowledgement still owed, one packet per peer (more
     /// only if one packet cannot hold them), with rumors and
-    /// announcements in its spare room as on any packet.
+    /// announcements in its spare room as on any packet. They go ahead of
+    /// what is already queued: a sender waiting on them must not time out
+    /// while the pushes they answered are forwarded.
     pub(super) fn flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let first = self.outbox.queued();
         while let Some((to, peer)) = self.acks.first() {
             let Some(mut packer) = self.outbox.start(self.knows_us(peer)) else {
                 self.acks.forget(to);
                 continue;
             };
-            self.add_owed_acks(&mut packer, to);
-            if packer.is_empty() {
-                // Not even one id fits an empty packet: cannot happen
-                // with any budget the outbox accepts; never loop on it.
+            let added = self.add_owed_acks(&mut packer, to);
+            if added == 0 {
+                // Not even one fits an empty packet: cannot happen with
+                // any budget the outbox accepts; never loop on it.
                 debug_assert!(false, "an empty packet holds no PushAck");
                 self.acks.forget(to);
                 continue;
             }
+            // All but one rode with another.
+            self.metrics.push_acks_merged += added - 1;
             self.finish(packer, to, None);
         }
+        self.outbox.move_to_front(first);
     }
 
-    /// Pushes were acknowledged (`push_id` and `more`): stop resending
-    /// each (see [`on_push_ack`](Engine::on_push_ack)).
-    pub(super) fn on_push_acks(&mut self, now: Instant, ack: &proto::PushAck) {
-        self.on_push_ack(now, ack.push_id);
-        for &id in &ack.more_push_ids {
-            self.on_push_ack(now, id);
+    /// Pushes were acknowledged in a packet that `finish_with` completed:
+    /// counts in `push_acks_merged` every one that took no datagram of
+    /// its own: all of them if the packet carries anything else (it was
+    /// sent anyway), all but one if it carries acknowledgements alone.
+    pub(super) fn count_merged_acks(&mut self, acked: u64, packer: &Packer) {
+        if acked > 0 {
+            let alone = packer.messages() as u64 == acked;
+            self.metrics.push_acks_merged += acked - u64::from(alone);
         }
     }
 
@@ -661,7 +673,7 @@ impl Engine {
     /// Matched by id alone, as probe acks are by sequence number: a
     /// multi-homed peer may answer from another address than the one we
     /// sent to.
-    fn on_push_ack(&mut self, now: Instant, push_id: u32) {
+    pub(super) fn on_push_ack(&mut self, now: Instant, push_id: u32) {
         let Some(a) = self.pushes.acked(push_id, now) else {
             return;
         };

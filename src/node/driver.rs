@@ -299,7 +299,11 @@ fn read_waiting<T: Transport>(
 ) -> usize {
     let mut waiting = 0;
     while waiting < limit {
-        match ready_now(transport.recv()) {
+        // Unconstrained: tokio's per-task budget would otherwise end a
+        // batch early on transports that read through tokio channels and
+        // locks (QUIC, memory), and a read it refused would look like
+        // nothing waiting.
+        match ready_now(tokio::task::coop::unconstrained(transport.recv())) {
             Some(Ok((from, bytes))) => {
                 waiting += 1;
                 *recv_error_streak = 0;

@@ -293,13 +293,11 @@ impl SessionSecret {
     ) -> Result<SessionSecret, CryptoFailure> {
         let mut subkey = derive_subkey(key, cipher, session)?;
         let raw = match cipher {
-            Cipher::XChaCha20Poly1305 => {
-                let chacha = hchacha20(&subkey, &[0; XCHACHA_PREFIX_LEN]);
-                wipe(&mut subkey);
-                chacha
-            }
+            Cipher::XChaCha20Poly1305 => hchacha20(&subkey, &[0; XCHACHA_PREFIX_LEN]),
             Cipher::Aes256Gcm | Cipher::ChaCha20Poly1305 => subkey,
         };
+        // The copy on the stack: only `raw` keeps the key.
+        wipe(&mut subkey);
         Ok(SessionSecret { cipher, raw })
     }
 

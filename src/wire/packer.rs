@@ -81,6 +81,11 @@ impl Packer {
         self.size
     }
 
+    /// How many messages were added.
+    pub fn messages(&self) -> usize {
+        self.packet.messages.len()
+    }
+
     /// Whether no message has been added yet.
     pub fn is_empty(&self) -> bool {
         self.packet.messages.is_empty()

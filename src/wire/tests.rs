@@ -140,14 +140,7 @@ pub(crate) fn message() -> impl Strategy<Value = proto::Message> {
         }),
         (deltas(), any::<u32>())
             .prop_map(|(deltas, push_id)| Kind::Ack(proto::Ack { deltas, push_id })),
-        (any::<u32>(), proptest::collection::vec(any::<u32>(), 0..4)).prop_map(
-            |(push_id, more_push_ids)| {
-                Kind::PushAck(proto::PushAck {
-                    push_id,
-                    more_push_ids,
-                })
-            }
-        ),
+        any::<u32>().prop_map(|push_id| Kind::PushAck(proto::PushAck { push_id })),
         (any::<u64>(), "\\PC{0,20}", any::<u64>()).prop_map(|(seq, target, fingerprint)| {
             Kind::Ping(proto::Ping {
                 seq,

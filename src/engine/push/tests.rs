@@ -323,33 +323,25 @@ fn measured_loss_sends_extra_copies_that_are_forwarded_along_the_tree() {
     }
 }
 
-/// The `PushAck`s in `ts`, each as the ids it acknowledges, with the
-/// number of other messages in its packet.
+/// The packets in `ts` that carry `PushAck`s: the ids they acknowledge,
+/// and how many other messages share the packet.
 fn push_acks(ts: &[Transmit]) -> Vec<(Vec<u32>, usize)> {
     ts.iter()
-        .flat_map(|t| {
+        .filter_map(|t| {
             let kinds: Vec<Kind> = proto::Packet::decode(t.payload.clone())
                 .expect("engines send valid packets")
                 .messages
                 .into_iter()
                 .filter_map(|m| m.kind)
                 .collect();
-            let others = kinds
+            let ids: Vec<u32> = kinds
                 .iter()
-                .filter(|k| !matches!(k, Kind::PushAck(_)))
-                .count();
-            kinds
-                .into_iter()
                 .filter_map(|k| match k {
-                    Kind::PushAck(a) => {
-                        let mut ids = vec![a.push_id];
-                        ids.extend(a.more_push_ids);
-                        Some(ids)
-                    }
+                    Kind::PushAck(a) => Some(a.push_id),
                     _ => None,
                 })
-                .map(|ids| (ids, others))
-                .collect::<Vec<_>>()
+                .collect();
+            (!ids.is_empty()).then(|| (ids.clone(), kinds.len() - ids.len()))
         })
         .collect()
 }
@@ -375,9 +367,9 @@ fn pushes_read_together_are_acknowledged_together_or_ride_on_a_packet_to_their_s
             .map(|a| a.0)
             .collect::<Vec<_>>(),
         vec![ids.clone()],
-        "one PushAck acknowledges both"
+        "one packet acknowledges both"
     );
-    assert_eq!(answer.len(), 1, "in one datagram: {answer:?}");
+    assert_eq!(answer.len(), 1, "one datagram: {answer:?}");
     assert_eq!(h.nodes[B].metrics().push_acks_merged, 1);
     for t in &answer {
         h.receive(A, B, &t.payload);
@@ -421,4 +413,28 @@ fn pushes_read_together_are_acknowledged_together_or_ride_on_a_packet_to_their_s
         (m.pushes_sent, m.pushes_retried, m.pushes_unacked),
         (3, 0, 0)
     );
+}
+
+#[test]
+fn an_acknowledgement_leaves_ahead_of_the_pushes_it_caused() {
+    let mut h = acquainted(6);
+    h.nodes[A].set(h.now, "k", "v").unwrap();
+    let pushes = h.drain(A);
+    let mut forwarders = 0;
+    for t in pushes
+        .iter()
+        .filter(|t| !push_ids(std::slice::from_ref(*t)).is_empty())
+    {
+        let to = h.index(t.to).expect("a harness node");
+        h.receive(to, A, &t.payload);
+        let out = h.drain(to);
+        if push_ids(&out).is_empty() {
+            continue; // a leaf of the tree: nothing to forward
+        }
+        forwarders += 1;
+        assert_eq!(out[0].to, h.nodes[A].local_id().addr, "{out:?}");
+        assert_eq!(push_acks(&out[..1]).len(), 1, "the acknowledgement first");
+    }
+    // Six members, four children each: one of a's children has a child.
+    assert_eq!(forwarders, 1);
 }
