@@ -229,15 +229,7 @@ impl SessionKey {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), CryptoFailure> {
         let (key, nonce) = self.ring_parts(nonce)?;
-        key.open_in_place_separate_tag(
-            nonce,
-            aead::Aad::from(aad),
-            aead::Tag::from(*tag),
-            in_out,
-            0..,
-        )
-        .map(|_| ())
-        .map_err(|_| CryptoFailure)
+        open_in_place(key, nonce, aad, in_out, tag)
     }
 }
 
@@ -257,6 +249,25 @@ fn derive_subkey(
         .and_then(|okm| okm.fill(&mut subkey))
         .map_err(|_| CryptoFailure)?;
     Ok(subkey)
+}
+
+/// Decrypts `in_out` in place with `key` if `tag` verifies.
+fn open_in_place(
+    key: &aead::LessSafeKey,
+    nonce: aead::Nonce,
+    aad: &[u8],
+    in_out: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), CryptoFailure> {
+    key.open_in_place_separate_tag(
+        nonce,
+        aead::Aad::from(aad),
+        aead::Tag::from(*tag),
+        in_out,
+        0..,
+    )
+    .map(|_| ())
+    .map_err(|_| CryptoFailure)
 }
 
 /// Overwrites key bytes that are no longer needed.
@@ -301,9 +312,10 @@ impl SessionSecret {
         Ok(SessionSecret { cipher, raw })
     }
 
-    /// Decrypts `in_out` in place if `tag` verifies under the nonce made
-    /// from `counter`, as [`SessionKey::open`] does for a frame. On
-    /// failure the contents of `in_out` are unspecified.
+    /// Decrypts `in_out` in place if `tag` verifies under the nonce a
+    /// [`SessionKey`] of this session sealed the frame with (the one made
+    /// from `counter`). On failure the contents of `in_out` are
+    /// unspecified.
     pub(crate) fn open(
         &self,
         counter: u64,
@@ -321,15 +333,7 @@ impl SessionSecret {
         let key = aead::LessSafeKey::new(
             aead::UnboundKey::new(alg, &self.raw).map_err(|_| CryptoFailure)?,
         );
-        key.open_in_place_separate_tag(
-            ring_nonce(&nonce_bytes(counter)),
-            aead::Aad::from(aad),
-            aead::Tag::from(*tag),
-            in_out,
-            0..,
-        )
-        .map(|_| ())
-        .map_err(|_| CryptoFailure)
+        open_in_place(&key, ring_nonce(&nonce_bytes(counter)), aad, in_out, tag)
     }
 }
 
