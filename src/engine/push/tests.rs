@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 
+use super::state::{ADOPT_AFTER, PEER_CAP, PUSH_TRIES};
 use super::*;
 use crate::Config;
 use crate::engine::Transmit;
