@@ -80,13 +80,6 @@ impl OwedAcks {
         self.owed.first().map(|o| (o.to, o.peer))
     }
 
-    /// Forgets what `to` is owed (its packets cannot be built).
-    pub fn forget(&mut self, to: SocketAddr) {
-        if let Some(i) = self.owed.iter().position(|o| o.to == to) {
-            self.total -= self.owed.remove(i).ids.len();
-        }
-    }
-
     /// The ids `to` is owed, oldest first.
     pub fn owed_to(&self, to: SocketAddr) -> &[u32] {
         self.owed
@@ -95,7 +88,8 @@ impl OwedAcks {
             .map_or(&[], |o| o.ids.as_slice())
     }
 
-    /// Notes that the first `n` ids owed to `to` were acknowledged.
+    /// Notes that the first `n` ids owed to `to` were acknowledged (all of
+    /// them, with `usize::MAX`: also how what cannot be sent is dropped).
     pub fn acknowledged(&mut self, to: SocketAddr, n: usize) {
         let Some(i) = self.owed.iter().position(|o| o.to == to) else {
             return;
@@ -150,7 +144,7 @@ mod tests {
             assert!(acks.owe(addr(id as u16 % 7), None, id));
         }
         assert!(!acks.owe(addr(1), None, u32::MAX - 1));
-        acks.forget(addr(1));
+        acks.acknowledged(addr(1), usize::MAX);
         assert!(acks.owe(addr(1), None, u32::MAX - 1), "room again");
         let left: usize = (0..7).map(|p| acks.owed_to(addr(p)).len()).sum();
         assert_eq!(left, acks.total);

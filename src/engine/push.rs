@@ -296,7 +296,7 @@ impl Engine {
         let first = self.outbox.queued();
         while let Some((to, peer)) = self.acks.first() {
             let Some(mut packer) = self.outbox.start(self.knows_us(peer)) else {
-                self.acks.forget(to);
+                self.acks.acknowledged(to, usize::MAX);
                 continue;
             };
             let added = self.add_owed_acks(&mut packer, to);
@@ -304,7 +304,7 @@ impl Engine {
                 // Not even one fits an empty packet: cannot happen with
                 // any budget the outbox accepts; never loop on it.
                 debug_assert!(false, "an empty packet holds no PushAck");
-                self.acks.forget(to);
+                self.acks.acknowledged(to, usize::MAX);
                 continue;
             }
             // All but one rode with another.
