@@ -548,7 +548,7 @@ impl Node {
             .send(make(tx))
             .await
             .map_err(|_| NodeError::Closed)?;
-        rx.await.map_err(|_| NodeError::Closed)
+        answer(rx, &self.inner.cmd).await
     }
 
     /// Sets `key` of this node to `value`; returns the new version. Refused
@@ -639,7 +639,8 @@ impl Node {
 
     /// Leaves the cluster gracefully: tells a few members at once (the news
     /// then spreads as a rumor, and others report this node *left*, not
-    /// dead), waits until those datagrams are sent, and stops the node.
+    /// dead), waits until those datagrams are sent (five seconds at most,
+    /// should the transport stall), and stops the node.
     /// Returns how many members were told directly.
     pub async fn leave(&self) -> Result<usize, NodeError> {
         let told = self.ask(Command::Leave).await?;
@@ -651,7 +652,7 @@ impl Node {
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.inner.cmd.send(Command::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+            let _ = answer(rx, &self.inner.cmd).await;
         }
         let task = self
             .inner
@@ -662,5 +663,67 @@ impl Node {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+/// Awaits the driver's answer to a command the channel took: the answer,
+/// or [`NodeError::Closed`] once the driver has stopped without giving it.
+///
+/// Not `rx.await` alone. A command sent as the driver stops can outlive
+/// it: tokio's channel drains its queue once, when the receiver is
+/// dropped, and a sender that had its slot before the close but queued
+/// after the drain leaves its command (and so `rx`'s sender) in the
+/// channel until the last sender goes: with this node's handles alive,
+/// never. `rx` then neither answers nor fails. `leave` met this: its
+/// `Shutdown` raced the driver's exit, and an agent hung after `leaving`.
+async fn answer<R>(
+    mut rx: oneshot::Receiver<R>,
+    cmd: &mpsc::Sender<Command>,
+) -> Result<R, NodeError> {
+    tokio::select! {
+        biased;
+        answered = &mut rx => answered.map_err(|_| NodeError::Closed),
+        // The driver answers before it drops the receiver, so an answer
+        // given is here by now.
+        () = cmd.closed() => rx.try_recv().map_err(|_| NodeError::Closed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The interleaving that hung `leave`: the command takes its slot, the
+    /// driver stops (receiver dropped: close, then drain), and only then is
+    /// the command queued.
+    #[tokio::test]
+    async fn a_command_queued_after_the_driver_stopped_is_answered_closed() {
+        let (cmd, driver) = mpsc::channel(4);
+        let slot = cmd.reserve().await.unwrap();
+        drop(driver);
+        let (tx, mut rx) = oneshot::channel();
+        slot.send(Command::Shutdown(tx));
+        // tokio keeps the stranded command, and with it the reply's sender:
+        // `rx` alone would wait for ever.
+        assert_eq!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        let answered = tokio::time::timeout(Duration::from_secs(10), answer(rx, &cmd)).await;
+        assert!(
+            matches!(answered, Ok(Err(NodeError::Closed))),
+            "{answered:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_given_before_the_driver_stopped_is_kept() {
+        let (cmd, mut driver) = mpsc::channel(4);
+        let (tx, rx) = oneshot::channel();
+        cmd.send(Command::Leave(tx)).await.unwrap();
+        let Some(Command::Leave(reply)) = driver.recv().await else {
+            panic!("the command was not queued");
+        };
+        reply.send(3).unwrap();
+        drop(driver);
+        assert!(matches!(answer(rx, &cmd).await, Ok(3)));
     }
 }
