@@ -316,3 +316,75 @@ async fn a_shrunken_path_limit_makes_nodes_pack_smaller_not_go_silent() {
     assert!(spread, "state stopped flowing after the limit shrank");
     shutdown(nodes).await;
 }
+
+/// A transport whose `close` never returns (a user's transport that waits
+/// on a dead peer to flush): `leave` must still return.
+struct NeverCloses(scuttlewire::transport::Memory);
+
+impl Transport for NeverCloses {
+    async fn send(
+        &self,
+        to: SocketAddr,
+        payload: bytes::Bytes,
+    ) -> Result<(), scuttlewire::transport::TransportError> {
+        self.0.send(to, payload).await
+    }
+
+    async fn recv(
+        &self,
+    ) -> Result<(SocketAddr, bytes::Bytes), scuttlewire::transport::TransportError> {
+        self.0.recv().await
+    }
+
+    fn max_payload(&self) -> usize {
+        self.0.max_payload()
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr()
+    }
+
+    async fn close(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn leave_returns_when_the_transport_does_not_close() {
+    let net = MemoryNetwork::new(9);
+    let mut nodes = cluster(&net, 3).await;
+    let config = Config {
+        rng_seed: Some(3),
+        ..Config::local().with_name("n3")
+    };
+    let stuck = Node::builder(config)
+        .seeds([nodes[0].local_id().addr])
+        .start(NeverCloses(net.bind()))
+        .await
+        .expect("start");
+    nodes.push(stuck.clone());
+    assert!(
+        eventually(&nodes, Duration::from_secs(30), async |n| {
+            n.members().await.unwrap().len() == 4
+        })
+        .await
+    );
+    let started = tokio::time::Instant::now();
+    let left = tokio::time::timeout(Duration::from_secs(60), stuck.leave()).await;
+    let took = started.elapsed();
+    assert!(matches!(left, Ok(Ok(_))), "{left:?} after {took:?}");
+    assert!(took <= Duration::from_secs(6), "leave took {took:?}");
+    // The others heard it before the transport was given up on.
+    nodes.pop();
+    assert!(
+        eventually(&nodes, Duration::from_secs(30), async |n| {
+            n.members()
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.id.name == "n3" && m.status == scuttlewire::MemberStatus::Left)
+        })
+        .await
+    );
+    shutdown(nodes).await;
+}

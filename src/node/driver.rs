@@ -43,6 +43,11 @@ const OS_DROPS_CHECK_BUSY: Duration = Duration::from_secs(5);
 /// OS drops its datagrams, at most (each).
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
+/// How long a stopping node waits, at most, for its transport to send what
+/// is queued and close. [`Transport::close`] itself should take about a
+/// second at most (QUIC's: one to flush, one to close).
+const LAST_WORDS_LIMIT: Duration = Duration::from_secs(5);
+
 /// The transport's own counters, as the driver keeps them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct IoCounts {
@@ -267,13 +272,26 @@ pub(crate) async fn run<T: Transport>(
             }
         }
     }
-    // Drain what is already queued so a final write still leaves.
-    while let Some(t) = engine.poll_transmit() {
-        let _ = transport.send(t.to, t.payload).await;
+    // Drain what is already queued so a final write still leaves, and out
+    // of the transport's own queues (QUIC's) before it goes: `leave`
+    // returns only once its rumors are on the wire. Bounded, so that a
+    // transport stalled at the end (a send waiting on a full socket
+    // buffer, a close that does not return) cannot hold a leave for ever.
+    let last_words = async {
+        while let Some(t) = engine.poll_transmit() {
+            let _ = transport.send(t.to, t.payload).await;
+        }
+        transport.close().await;
+    };
+    if tokio::time::timeout(LAST_WORDS_LIMIT, last_words)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit = ?LAST_WORDS_LIMIT,
+            "the transport did not send its last datagrams and close in time; the node stops anyway, and peers may not hear them"
+        );
     }
-    // ...and out of the transport's own queues (QUIC's) before it goes:
-    // `leave` returns only once its rumors are on the wire.
-    transport.close().await;
     // The last counts, so what the final moments did is not lost.
     telemetry.drain(&mut engine);
     os_drops.check(transport.os_receive_drops(), &mut io, Instant::now());

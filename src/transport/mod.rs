@@ -140,7 +140,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Flushes what `send` already accepted (waiting a bounded time, about
     /// a second at most) and releases the transport. The driver calls it
     /// once, when the node stops, so that a node's last words (a graceful
-    /// leave) reach its peers. After it, `send` and `recv` may fail with
+    /// leave) reach its peers; it gives the last sends and `close` five
+    /// seconds in all. After it, `send` and `recv` may fail with
     /// [`TransportError::Closed`].
     ///
     /// The default does nothing: right for a transport whose `send` hands
