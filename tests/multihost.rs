@@ -5,7 +5,7 @@
 //! host name — exercised end to end: start-up, a crash and restart, a long
 //! partition and its healing, encrypted UDP with an intruder holding the
 //! wrong key, QUIC with mutual TLS, multicast discovery with no seeds at
-//! all, and graceful shutdown.
+//! all, graceful shutdown, and an exit that a hung DNS lookup must not hold.
 //!
 //! Needs root and iproute2's `ip`; without them every test prints why and
 //! passes without running. The scenarios share one lock, so they never
@@ -1316,6 +1316,63 @@ fn s8_admission_by_address_four_hosts() {
 
 // ---------------------------------------------------------------- plumbing
 
+/// Scenario 9: an agent whose seed is a name its DNS server never answers
+/// for still exits as soon as it has left. The lookup runs in
+/// `getaddrinfo` on a blocking thread and outlives its own 5 s timeout (for
+/// `timeout` x `attempts` of resolv.conf, a minute here); the process must
+/// not wait for it at exit.
+#[test]
+fn s9_exit_while_a_seed_lookup_hangs() {
+    let Some(_serial) = begin("scenario 9: leave and exit while a seed's DNS lookup hangs") else {
+        return;
+    };
+    if !Path::new("/etc/resolv.conf").exists() {
+        // `ip netns exec` mounts the net's resolv.conf only over an existing one.
+        eprintln!("skipped: no /etc/resolv.conf for `ip netns exec` to cover");
+        return;
+    }
+    let mut c = Cluster::new(2);
+    let dns = c.net.host(1).ip;
+    let _silent = Reaped(
+        udp_helper(
+            &c.net.host(1).ns,
+            "MULTIHOST_SILENT_AT",
+            format!("{dns}:53"),
+        )
+        .spawn()
+        .expect("spawn the silent DNS server"),
+    );
+    c.net.set_resolver(2, dns, "timeout:30 attempts:2");
+    c.mark(format!(
+        "node-1 ({dns}) reads DNS queries and never answers; node-2 resolves through it"
+    ));
+    c.start(2, Some(format!("nowhere.invalid:{PORT}")), &[], &[]);
+    c.started(2, "udp");
+    // The first lookup's own timeout passes; getaddrinfo goes on waiting.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !c.agent(2).stderr_tail(100).contains("no answer within") {
+        if Instant::now() > deadline {
+            c.fail(
+                "node-2 never logged that its seed got no answer within the lookup \
+                 timeout: its resolver did not wait on the silent server, as this \
+                 scenario needs",
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.mark("node-2's seed lookup timed out; getaddrinfo still waits");
+    let t = Instant::now();
+    c.shutdown();
+    let took = t.elapsed();
+    if took > Duration::from_secs(10) {
+        c.fail(&format!(
+            "node-2 took {took:?} to leave and exit: the hung lookup held it"
+        ));
+    }
+    eprintln!("ok: node-2 left and exited {took:?} after SIGTERM");
+    c.print_timeline();
+}
+
 /// The namespaces themselves, without the agent: a UDP datagram from host 1
 /// to host 2 *by name* comes back; with host 2's cable pulled it does not;
 /// plugged back, it does again.
@@ -1325,23 +1382,7 @@ fn s0_net_plumbing() {
         return;
     };
     let net = Net::new(2);
-    let exe = std::env::current_exe().expect("current exe");
-    let helper = |ns: &str, var: &str, value: String| {
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", ns])
-            .arg(&exe)
-            .args([
-                "udp_echo_helper",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(var, value)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd
-    };
+    let helper = udp_helper;
     let mut echo = helper(
         &net.host(2).ns,
         "MULTIHOST_ECHO_AT",
@@ -1368,13 +1409,53 @@ fn s0_net_plumbing() {
     eprintln!("ok: echo by name, none while unplugged, echo after replug");
 }
 
-/// Not a test: the other end of [`s0_net_plumbing`], run inside a namespace
-/// by that test. Does nothing unless its environment asks for it.
+/// A helper process, killed and reaped when dropped (a failing test
+/// unwinds through it too).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// [`udp_echo_helper`] in namespace `ns`, told what to do by `var=value`.
+fn udp_helper(ns: &str, var: &str, value: String) -> std::process::Command {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(&exe)
+        .args([
+            "udp_echo_helper",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(var, value)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Not a test: the other end of [`s0_net_plumbing`] and the silent DNS
+/// server of [`s9_exit_while_a_seed_lookup_hangs`], run inside a namespace
+/// by those tests. Does nothing unless its environment asks for it.
 #[test]
-#[ignore = "helper process for s0_net_plumbing"]
+#[ignore = "helper process for s0_net_plumbing and s9"]
 fn udp_echo_helper() {
     use std::net::UdpSocket;
-    if let Ok(at) = std::env::var("MULTIHOST_ECHO_AT") {
+    if let Ok(at) = std::env::var("MULTIHOST_SILENT_AT") {
+        // Reads what comes and never answers, until 2 minutes pass quietly
+        // (the test's net kills it sooner).
+        let socket = UdpSocket::bind(&at).expect("bind silent server");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        while socket.recv_from(&mut buf).is_ok() {}
+    } else if let Ok(at) = std::env::var("MULTIHOST_ECHO_AT") {
         let socket = UdpSocket::bind(&at).expect("bind echo");
         socket
             .set_read_timeout(Some(Duration::from_secs(60)))

@@ -230,6 +230,19 @@ impl Net {
         &self.scratch
     }
 
+    /// Points host `i`'s resolver (`/etc/netns/<ns>/resolv.conf`, which
+    /// `ip netns exec` mounts over `/etc/resolv.conf`) at `nameserver` with
+    /// resolv.conf's `options` line `options`. Removed with the net.
+    pub fn set_resolver(&self, i: usize, nameserver: Ipv4Addr, options: &str) {
+        let dir = Path::new("/etc/netns").join(&self.host(i).ns);
+        let file = dir.join("resolv.conf");
+        std::fs::write(
+            &file,
+            format!("nameserver {nameserver}\noptions {options}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+
     /// Unplugs (`false`) or replugs (`true`) host `i`'s cable: its bridge
     /// port goes down, so its `eth0` loses carrier and no frame passes
     /// either way, as when a cable or switch port fails.

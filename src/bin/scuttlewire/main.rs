@@ -54,6 +54,7 @@ mod values;
 
 use std::fmt;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -126,14 +127,33 @@ impl fmt::Display for Failure {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the process waits at exit for work still on the runtime's
+/// blocking threads. A seed's DNS lookup there can outlive its own timeout
+/// (the lookup's future is dropped, not the `getaddrinfo` call, which a
+/// resolver that never answers holds for `timeout` x `attempts` of
+/// resolv.conf): it must not hold an agent that has left.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Agent(args) => agent::run(*args).await,
-        Command::Keygen => keygen(),
-        Command::Client(command) => client::run(command).await,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Agent(args) => agent::run(*args).await,
+            Command::Keygen => keygen(),
+            Command::Client(command) => client::run(command).await,
+        }
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
