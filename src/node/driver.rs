@@ -159,7 +159,8 @@ pub(crate) async fn run<T: Transport>(
                 io.send_errors += 1;
                 if !e.is_transient() {
                     tracing::warn!(error = %e, "transport closed; node stops");
-                    transport.close().await;
+                    // Bounded as at the end of the loop.
+                    let _ = tokio::time::timeout(LAST_WORDS_LIMIT, transport.close()).await;
                     return;
                 }
                 if let TransportError::TooLarge { max, len } = e {
@@ -302,6 +303,14 @@ pub(crate) async fn run<T: Transport>(
     if let Some((ack, told)) = leave_ack {
         let _ = ack.send(told);
     }
+    // Refuse further commands and drop the ones still queued, so that
+    // their callers hear `Closed` now. Dropping the receiver alone is not
+    // enough: a command whose sender had its slot before the drop but
+    // queued it after would stay in the channel while any handle lives
+    // (see `answer` in `node/mod.rs`). After `close`, `recv` returns
+    // `None` only once no sender holds a slot.
+    commands.close();
+    while commands.recv().await.is_some() {}
 }
 
 /// Reads and hands the engine the datagrams already waiting, `limit` at

@@ -684,7 +684,8 @@ async fn answer<R>(
         biased;
         answered = &mut rx => answered.map_err(|_| NodeError::Closed),
         // The driver answers before it drops the receiver, so an answer
-        // given is here by now.
+        // given is here by now, though it may have come after `rx` was
+        // polled above.
         () = cmd.closed() => rx.try_recv().map_err(|_| NodeError::Closed),
     }
 }
