@@ -1331,17 +1331,37 @@ fn s9_exit_while_a_seed_lookup_hangs() {
         eprintln!("skipped: no /etc/resolv.conf for `ip netns exec` to cover");
         return;
     }
+    let nss = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    if nss
+        .lines()
+        .any(|l| l.trim_start().starts_with("hosts:") && l.contains("resolve"))
+    {
+        // systemd-resolved answers through its own socket, not resolv.conf.
+        eprintln!("skipped: host names resolve through systemd-resolved here");
+        return;
+    }
     let mut c = Cluster::new(2);
     let dns = c.net.host(1).ip;
+    let ready = c.net.scratch().join("dns-ready");
     let _silent = Reaped(
         udp_helper(
             &c.net.host(1).ns,
             "MULTIHOST_SILENT_AT",
             format!("{dns}:53"),
         )
+        .env("MULTIHOST_READY", &ready)
         .spawn()
         .expect("spawn the silent DNS server"),
     );
+    // Bound before node-2 asks it: a query refused by a closed port would
+    // fail at once instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() {
+        if Instant::now() > deadline {
+            c.fail("the silent DNS server did not bind within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     c.net.set_resolver(2, dns, "timeout:30 attempts:2");
     c.mark(format!(
         "node-1 ({dns}) reads DNS queries and never answers; node-2 resolves through it"
@@ -1450,6 +1470,9 @@ fn udp_echo_helper() {
         // Reads what comes and never answers, until 2 minutes pass quietly
         // (the test's net kills it sooner).
         let socket = UdpSocket::bind(&at).expect("bind silent server");
+        if let Ok(ready) = std::env::var("MULTIHOST_READY") {
+            std::fs::write(ready, b"").expect("write the ready file");
+        }
         socket
             .set_read_timeout(Some(Duration::from_secs(120)))
             .expect("timeout");
