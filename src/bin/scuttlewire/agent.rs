@@ -75,12 +75,9 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
         Stop::Signal(name) => (name, Vec::new()),
         Stop::Command(writer) => ("leave command", vec![writer]),
     };
-    waiting.extend(
-        control
-            .as_mut()
-            .map(Control::close_leaves)
-            .unwrap_or_default(),
-    );
+    if let Some(control) = control.as_mut() {
+        waiting.extend(control.close_leaves().await);
+    }
     tracing::info!(reason, "leaving the cluster");
     out.print(&output::leaving());
     let left = match node.leave().await {

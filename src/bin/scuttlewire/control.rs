@@ -134,9 +134,16 @@ impl Control {
 
     /// Refuses further `leave` requests ("already leaving") and returns the
     /// ones that arrived meanwhile, to be answered with the first.
-    pub fn close_leaves(&mut self) -> Vec<LineWriter> {
+    /// Received until `None`, not `try_recv`ed until empty: a connection
+    /// that had its slot before the close but had not yet queued would
+    /// otherwise be left in the channel, and its client would get no answer.
+    pub async fn close_leaves(&mut self) -> Vec<LineWriter> {
         self.leaves.close();
-        std::iter::from_fn(|| self.leaves.try_recv().ok()).collect()
+        let mut waiting = Vec::new();
+        while let Some(writer) = self.leaves.recv().await {
+            waiting.push(writer);
+        }
+        waiting
     }
 }
 
