@@ -139,11 +139,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Flushes what `send` already accepted (waiting a bounded time, about
     /// a second at most) and releases the transport. The driver calls it
-    /// once at most, when the node stops, so that a node's last words (a graceful
-    /// leave) reach its peers; it gives the last sends and `close` five
-    /// seconds in all, then drops `close`'s future (and does not call it
-    /// if the sends took them all). After it, `send` and `recv` may fail with
-    /// [`TransportError::Closed`].
+    /// once at most, when the node stops, so that a node's last words (a
+    /// graceful leave) reach its peers. It gives the last sends and `close`
+    /// five seconds in all, then drops `close`'s future (and does not call
+    /// it if the sends took them all). After it, `send` and `recv` may fail
+    /// with [`TransportError::Closed`].
     ///
     /// The default does nothing: right for a transport whose `send` hands
     /// each datagram to the kernel (or the receiver) before it returns,
