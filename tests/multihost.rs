@@ -524,6 +524,17 @@ impl Cluster {
         eprint!("{out}");
     }
 
+    /// Polls `cond` until it holds; fails saying `why` once `bound` passes.
+    fn wait_until(&self, bound: Duration, why: &str, cond: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + bound;
+        while !cond(self) {
+            if Instant::now() > deadline {
+                self.fail(why);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Scenario step 6: SIGTERM every running agent at once; each must say
     /// `leaving`, then `stopped`, and exit 0.
     fn shutdown(&mut self) {
@@ -1355,13 +1366,11 @@ fn s9_exit_while_a_seed_lookup_hangs() {
     );
     // Bound before node-2 asks it: a query refused by a closed port would
     // fail at once instead of hanging.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready.exists() {
-        if Instant::now() > deadline {
-            c.fail("the silent DNS server did not bind within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    c.wait_until(
+        Duration::from_secs(10),
+        "the silent DNS server did not bind within 10 s",
+        |_| ready.exists(),
+    );
     c.net.set_resolver(2, dns, "timeout:30 attempts:2");
     c.mark(format!(
         "node-1 ({dns}) reads DNS queries and never answers; node-2 resolves through it"
@@ -1369,17 +1378,13 @@ fn s9_exit_while_a_seed_lookup_hangs() {
     c.start(2, Some(format!("nowhere.invalid:{PORT}")), &[], &[]);
     c.started(2, "udp");
     // The first lookup's own timeout passes; getaddrinfo goes on waiting.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !c.agent(2).stderr_tail(100).contains("no answer within") {
-        if Instant::now() > deadline {
-            c.fail(
-                "node-2 never logged that its seed got no answer within the lookup \
-                 timeout: its resolver did not wait on the silent server, as this \
-                 scenario needs",
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_until(
+        Duration::from_secs(15),
+        "node-2 never logged that its seed got no answer within the lookup \
+         timeout: its resolver did not wait on the silent server, as this \
+         scenario needs",
+        |c| c.agent(2).stderr_tail(100).contains("no answer within"),
+    );
     c.mark("node-2's seed lookup timed out; getaddrinfo still waits");
     let t = Instant::now();
     c.shutdown();
@@ -1402,8 +1407,7 @@ fn s0_net_plumbing() {
         return;
     };
     let net = Net::new(2);
-    let helper = udp_helper;
-    let mut echo = helper(
+    let mut echo = udp_helper(
         &net.host(2).ns,
         "MULTIHOST_ECHO_AT",
         format!("{}:9999", net.host(2).ip),
@@ -1411,7 +1415,7 @@ fn s0_net_plumbing() {
     .spawn()
     .expect("spawn echo");
     let ping = |what: &str| {
-        helper(&net.host(1).ns, "MULTIHOST_PING", "node-2:9999".into())
+        udp_helper(&net.host(1).ns, "MULTIHOST_PING", "node-2:9999".into())
             .status()
             .unwrap_or_else(|e| panic!("{what}: {e}"))
             .success()
